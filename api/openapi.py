@@ -1,0 +1,94 @@
+"""/openapi.json, generated from the operations declared with api.routing.endpoint."""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pydantic.json_schema import models_json_schema
+
+from api.routing import OPERATIONS
+
+REF = "#/components/schemas/{model}"
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "Stable machine-readable error code."},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+ERROR_TEXT = {
+    400: "Malformed request", 401: "Missing, invalid, expired or revoked credentials", 404: "Not found",
+    409: "Conflict", 412: "Precondition failed", 413: "Body over 64 KiB", 415: "Body is not JSON",
+    422: "Validation failed", 429: "Rate limited", 500: "Internal error", 503: "Service unavailable",
+}
+
+
+def _path(rule: str) -> str:
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
+
+
+@lru_cache(maxsize=1)
+def document() -> dict:
+    models = []
+    for op in OPERATIONS:
+        if op.body is not None:
+            models.append((op.body, "validation"))
+        models.extend((model, "serialization") for model in op.responses.values() if model is not None)
+    keys, definitions = models_json_schema(list(dict.fromkeys(models)), ref_template=REF, by_alias=True)
+    schemas = dict(definitions.get("$defs", {}))
+    schemas["Problem"] = PROBLEM
+
+    paths: dict[str, dict] = {}
+    for op in OPERATIONS:
+        path = _path(op.rule)
+        responses = {}
+        for status, model in op.responses.items():
+            entry = {"description": "Success" if status < 400 else ERROR_TEXT.get(status, "Error")}
+            if model is not None:
+                entry["content"] = {"application/json": {"schema": keys[(model, "serialization")]}}
+            responses[str(status)] = entry
+        statuses = {400, 413, 415, 422, 429, 500, *op.extra_errors}
+        if op.auth:
+            statuses.add(401)
+        for status in sorted(statuses):
+            responses.setdefault(str(status), {
+                "description": ERROR_TEXT.get(status, "Error"),
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            })
+        operation = {
+            "operationId": op.endpoint.split(".", 1)[1],
+            "summary": op.summary,
+            "tags": [op.tag],
+            "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                           for name in re.findall(r"{([^}]+)}", path)],
+            "responses": responses,
+        }
+        if op.method in ("POST", "PATCH", "DELETE", "PUT"):
+            operation["parameters"].append({
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+        if op.body is not None:
+            operation["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": keys[(op.body, "validation")]}}}
+        if op.auth:
+            operation["security"] = [{"bearer": []}]
+        paths.setdefault(path, {})[op.method.lower()] = operation
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Gatehouse", "version": "1.0.0",
+                 "description": "Authentication and users service: identity, credentials, sessions, "
+                                "devices, profile and preferences."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

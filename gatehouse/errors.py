@@ -1,0 +1,64 @@
+"""The catalogue of domain errors, each with its stable contract `code` and HTTP status."""
+from __future__ import annotations
+
+
+class GatehouseError(Exception):
+    code = "internal_error"
+    status = 500
+    title = "Internal error"
+    detail = "The request could not be completed."
+
+    def __init__(self, detail: str | None = None, *, errors: list[dict] | None = None,
+                 retry_after: int | None = None):
+        super().__init__(detail or self.detail)
+        if detail:
+            self.detail = detail
+        self.errors = errors or []
+        self.retry_after = retry_after
+
+
+def _error(name: str, code: str, status: int, title: str, detail: str) -> type[GatehouseError]:
+    return type(name, (GatehouseError,), {"code": code, "status": status, "title": title, "detail": detail})
+
+
+BadRequest = _error("BadRequest", "bad_request", 400, "Bad request", "The request could not be understood.")
+ValidationFailed = _error("ValidationFailed", "validation_failed", 422, "Validation failed",
+                          "One or more fields are invalid.")
+InvalidCredentials = _error("InvalidCredentials", "invalid_credentials", 401, "Invalid credentials",
+                            "The email, username or password is incorrect.")
+EmailTaken = _error("EmailTaken", "email_taken", 409, "Email taken",
+                    "An account with this email address already exists.")
+UsernameTaken = _error("UsernameTaken", "username_taken", 409, "Username taken", "This username is already taken.")
+TokenExpired = _error("TokenExpired", "token_expired", 401, "Token expired", "The access token has expired.")
+TokenInvalid = _error("TokenInvalid", "token_invalid", 401, "Token invalid", "The token is missing or invalid.")
+TokenRevoked = _error("TokenRevoked", "token_revoked", 401, "Token revoked", "The session has been revoked.")
+RefreshTokenReused = _error("RefreshTokenReused", "refresh_token_reused", 401, "Refresh token reused",
+                            "This refresh token was already used; the session has been revoked.")
+InvalidCode = _error("InvalidCode", "invalid_code", 400, "Invalid code", "The code is wrong, used or expired.")
+RateLimited = _error("RateLimited", "rate_limited", 429, "Too many requests", "Too many requests; try again later.")
+NotFound = _error("NotFound", "not_found", 404, "Not found", "The resource does not exist.")
+Forbidden = _error("Forbidden", "forbidden", 403, "Forbidden", "You are not allowed to do this.")
+PreconditionFailed = _error("PreconditionFailed", "precondition_failed", 412, "Precondition failed",
+                            "The resource has changed since it was read.")
+IdempotencyKeyReused = _error("IdempotencyKeyReused", "idempotency_key_reused", 422, "Idempotency key reused",
+                              "This Idempotency-Key was used with a different request.")
+IdempotencyKeyInProgress = _error("IdempotencyKeyInProgress", "idempotency_key_in_progress", 409,
+                                  "Idempotency key in progress",
+                                  "A request with this Idempotency-Key is still being processed.")
+PayloadTooLarge = _error("PayloadTooLarge", "payload_too_large", 413, "Payload too large",
+                         "The request body is larger than 64 KiB.")
+UnsupportedMediaType = _error("UnsupportedMediaType", "unsupported_media_type", 415, "Unsupported media type",
+                              "The request body must be application/json.")
+PasswordTooWeak = _error("PasswordTooWeak", "password_too_weak", 422, "Password too weak",
+                         "Choose a longer or less common password.")
+ServiceUnavailable = _error("ServiceUnavailable", "service_unavailable", 503, "Service unavailable",
+                            "The service is busy; try again shortly.")
+MethodNotAllowed = _error("MethodNotAllowed", "method_not_allowed", 405, "Method not allowed",
+                          "This method is not allowed on this resource.")
+InternalError = _error("InternalError", "internal_error", 500, "Internal error",
+                       "The request could not be completed.")
+
+
+def field_error(field: str, message: str, error: type[GatehouseError] = ValidationFailed) -> GatehouseError:
+    """An error about one named field, e.g. field_error("username", "is too short")."""
+    return error(f"{field} {message}", errors=[{"field": field, "message": message}])

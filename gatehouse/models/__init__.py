@@ -1,0 +1,10 @@
+"""Every table of CONTRACT §8, one module per aggregate."""
+from gatehouse.models.outbox import OutboxMessage
+from gatehouse.models.records import AiUsage, IdempotencyKey, OneTimeCode, SignInFailure
+from gatehouse.models.session import Device, RefreshToken, Session
+from gatehouse.models.user import Subscription, User, UserSettings
+
+__all__ = [
+    "AiUsage", "Device", "IdempotencyKey", "OneTimeCode", "OutboxMessage", "RefreshToken", "Session",
+    "SignInFailure", "Subscription", "User", "UserSettings",
+]

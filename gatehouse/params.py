@@ -1,0 +1,189 @@
+"""Typed, validated parameters of each use case; both the JSON API and the portal parse into these.
+
+Field names are the contract's camelCase words; unknown fields are refused, types are strict.
+`parse` turns pydantic's complaints into one ValidationFailed that names every bad field.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+from zoneinfo import available_timezones
+
+from babel import Locale, UnknownLocaleError
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from gatehouse.errors import ValidationFailed
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel,
+                              validate_by_alias=True, validate_by_name=False, frozen=True)
+    # Fields a client may read but never write: refused with "is read-only" rather than "unknown".
+    read_only: ClassVar[frozenset[str]] = frozenset()
+
+
+def _clean_message(error: dict, read_only: frozenset[str]) -> tuple[str, str]:
+    loc = error["loc"]
+    field = ".".join(str(part) for part in loc) or "body"
+    if error["type"] == "extra_forbidden":
+        return field, "is read-only" if field in read_only else "is not a known field"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if error["type"] == "missing":
+        message = "is required"
+    return field, message
+
+
+def parse(model: type[Params], data: Any) -> Params:
+    if not isinstance(data, dict):
+        raise ValidationFailed("The request body must be a JSON object.",
+                               errors=[{"field": "body", "message": "must be a JSON object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [dict(zip(("field", "message"), _clean_message(e, model.read_only)))
+                  for e in exc.errors(include_url=False, include_input=False)]
+        raise ValidationFailed(errors=errors) from None
+
+
+# ---- field types -------------------------------------------------------------------------------
+
+def _email(value: str) -> str:
+    try:
+        # Syntax, IDN and RFC 5321 lengths; no DNS look-up on the request path.
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def email_key(email: str) -> str:
+    """The unique key of an address: NFKC, trimmed, lower-cased (CONTRACT §8)."""
+    return unicodedata.normalize("NFKC", email).strip().lower()
+
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{2,31}")
+
+
+def _username(value: str) -> str:
+    if not USERNAME_RE.fullmatch(value):
+        raise ValueError("must be 3-32 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return value
+
+
+def username_key(username: str) -> str:
+    return unicodedata.normalize("NFKC", username).casefold()
+
+
+def _display_name(value: str) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= 100:
+        raise ValueError("must be 1-100 characters")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _avatar_url(value: str) -> str:
+    if len(value) > 2048:
+        raise ValueError("must be at most 2048 characters")
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ValueError("must be an https URL") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError("must be an https URL")
+    return value
+
+
+def _locale(value: str) -> str:
+    try:
+        locale = Locale.parse(value, sep="-")
+    except (UnknownLocaleError, ValueError, TypeError):
+        raise ValueError("must be a BCP 47 language tag such as en or pt-BR") from None
+    return str(locale).replace("_", "-")
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _timezone(value: str) -> str:
+    if value not in _zones():
+        raise ValueError("must be an IANA time zone name such as Europe/Paris")
+    return value
+
+
+def _upper(value: str) -> str:
+    return value.upper()
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+Password = Annotated[str, Field(min_length=1, max_length=4096)]
+Username = Annotated[str, AfterValidator(_username)]
+DisplayName = Annotated[str, Field(max_length=200), AfterValidator(_display_name)]
+AvatarUrl = Annotated[str, AfterValidator(_avatar_url)]
+LocaleTag = Annotated[str, Field(max_length=35), AfterValidator(_locale)]
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+RegionCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$"), AfterValidator(_upper)]
+CurrencyCode = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(_upper)]
+Code = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+ShortText = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+# ---- use cases ---------------------------------------------------------------------------------
+
+class DeviceParams(Params):
+    id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    name: ShortText
+    platform: Annotated[str, Field(min_length=1, max_length=32)]
+    app_version: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+
+class RegisterParams(Params):
+    email: Email
+    password: Password
+    username: Username | None = None
+    display_name: DisplayName | None = None
+    region: RegionCode | None = None
+    currency: CurrencyCode | None = None
+    locale: LocaleTag | None = None
+    timezone: TimeZone | None = None
+    device: DeviceParams | None = None
+
+
+class LoginParams(Params):
+    email: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    username: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    password: Password
+    device: DeviceParams | None = None
+
+    def model_post_init(self, _context) -> None:
+        if (self.email is None) == (self.username is None):
+            raise ValidationFailed("Give either email or username.",
+                                   errors=[{"field": "email", "message": "give either email or username"}])
+
+    @property
+    def identifier(self) -> str:
+        """The normalised sign-in identifier (an email key or a username key)."""
+        return email_key(self.email) if self.email is not None else username_key(self.username)
+
+
+class RefreshParams(Params):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class LogoutParams(Params):
+    all_sessions: bool = False
+
+
+class Empty(Params):
+    """A body that must carry nothing (or be absent)."""

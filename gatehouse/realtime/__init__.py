@@ -1,0 +1,1 @@
+"""Realtime: the event bus that services publish to after each state change."""

@@ -1,0 +1,1 @@
+"""Cryptography without a database or a request: passwords, tokens, keys."""

@@ -1,0 +1,1 @@
+"""One function per use case; each commits once, then publishes its events."""

@@ -1,0 +1,131 @@
+"""Sign-up, sign-in, refresh and sign-out."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
+
+from gatehouse import regions
+from gatehouse.errors import EmailTaken, InvalidCredentials, TokenRevoked, UsernameTaken
+from gatehouse.extensions import db
+from gatehouse.models import Session, Subscription, User, UserSettings
+from gatehouse.models.types import new_id
+from gatehouse.params import LoginParams, RegisterParams, email_key, username_key
+from gatehouse.security.passwords import check_policy
+from gatehouse.services import sessions, tokens
+from gatehouse.services.runtime import hasher, setting
+from gatehouse.services.tokens import TokenPair
+
+
+@dataclass
+class SignIn:
+    user: User
+    session: Session
+    tokens: TokenPair
+
+
+def _taken(exc: IntegrityError) -> Exception:
+    """The unique index that refused the row, as the contract's error."""
+    message = str(exc.orig)
+    if "username_key" in message:
+        return UsernameTaken()
+    if "email_key" in message:
+        return EmailTaken()
+    return exc
+
+
+def new_user(*, email: str, password: str, now: datetime, username: str | None = None,
+             display_name: str | None = None, region: str | None = None, currency: str | None = None,
+             locale: str | None = None, timezone: str | None = None, role: str = "user") -> User:
+    """Check the rules of a new account and add its users, user_settings and subscriptions rows.
+
+    Flushes (so a taken email or username is known here) but does not commit.
+    """
+    key = email_key(email)
+    ukey = username_key(username) if username else None
+    check_policy(password, min_length=setting("PASSWORD_MIN_LENGTH"), email=email, username=username)
+    region, currency = regions.resolve(region, currency, setting("DEFAULT_REGION"))
+    # Cheap early answers that spare a hash; the unique indexes below still decide every race.
+    if db.session.scalar(select(exists().where(User.email_key == key))):
+        raise EmailTaken()
+    if ukey and db.session.scalar(select(exists().where(User.username_key == ukey))):
+        raise UsernameTaken()
+    user = User(id=new_id(), email=email, email_key=key, username=username, username_key=ukey,
+                display_name=display_name, region=region, currency=currency, locale=locale or "en",
+                timezone=timezone or "UTC", role=role, show_status="visible", disabled=False,
+                password_hash=hasher().hash(password), created_at=now, updated_at=now, version=1)
+    db.session.add(user)
+    try:
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise _taken(exc) from None
+    db.session.add(UserSettings(user_id=user.id, preferences={}, updated_at=now))
+    db.session.add(Subscription(user_id=user.id, tier="free", status="active", updated_at=now))
+    return user
+
+
+def register(params: RegisterParams, *, ip_address: str | None, user_agent: str | None,
+             now: datetime) -> SignIn:
+    user = new_user(email=params.email, password=params.password, now=now, username=params.username,
+                    display_name=params.display_name, region=params.region, currency=params.currency,
+                    locale=params.locale, timezone=params.timezone)
+    session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now)
+    pair = tokens.issue(user, session, now)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise _taken(exc) from None
+    return SignIn(user, session, pair)
+
+
+def find_by_identifier(params: LoginParams) -> User | None:
+    column = User.email_key if params.email is not None else User.username_key
+    return db.session.execute(select(User).where(column == params.identifier)).unique().scalar_one_or_none()
+
+
+def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None, now: datetime,
+          kind: str = "api") -> SignIn:
+    """Wrong password, unknown, disabled or deleted account: one answer, comparable time."""
+    user = find_by_identifier(params)
+    matches, needs_rehash = hasher().verify(user.password_hash if user else None, params.password)
+    if not matches or not user.active or user.password_locked_at is not None:
+        raise InvalidCredentials()
+    if needs_rehash:
+        user.password_hash = hasher().hash(params.password)
+    user.last_login_at = now
+    session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now,
+                             kind=kind)
+    pair = tokens.issue(user, session, now)
+    db.session.commit()
+    return SignIn(user, session, pair)
+
+
+def refresh(refresh_token: str, now: datetime) -> SignIn:
+    session_id = tokens.spend(refresh_token, now)
+    if session_id is None:
+        db.session.rollback()
+        error, reused = tokens.why_not_live(refresh_token, now)
+        if reused is not None:  # a spent token again: the whole family is compromised
+            sessions.revoke(reused.user_id, [reused.id], now)
+        raise error
+    session, user = db.session.execute(
+        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
+    ).unique().one()
+    if not user.active:
+        db.session.rollback()
+        sessions.revoke(user.id, [session.id], now)
+        raise TokenRevoked()
+    pair = tokens.issue(user, session, now)
+    db.session.commit()
+    return SignIn(user, session, pair)
+
+
+def logout(caller: sessions.Caller, *, all_sessions: bool, now: datetime) -> None:
+    if all_sessions:
+        sessions.revoke_all(caller.user.id, now)
+    else:
+        sessions.revoke(caller.user.id, [caller.session.id], now)

@@ -1,0 +1,114 @@
+"""Sessions and devices: start one at sign-in, authenticate a request, revoke."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from gatehouse.errors import TokenRevoked
+from gatehouse.extensions import db
+from gatehouse.models import Device, RefreshToken, Session, User
+from gatehouse.models.types import new_id
+from gatehouse.params import DeviceParams
+from gatehouse.realtime.bus import publish
+from gatehouse.services import tokens
+from gatehouse.services.runtime import setting
+
+TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+@dataclass
+class Caller:
+    """Who an authenticated request comes from."""
+
+    user: User
+    session: Session
+    claims: dict
+
+
+def upsert_device(user_id: str, params: DeviceParams, now: datetime) -> str:
+    """The device's row id; (user, client id) is unique, so another user's device never links here."""
+    values = dict(user_id=user_id, name=params.name, platform=params.platform,
+                  app_version=params.app_version, last_seen_at=now)
+    if params.id is None:
+        device = Device(client_id=None, created_at=now, **values)
+        db.session.add(device)
+        db.session.flush()
+        return device.id
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(Device).values(id=new_id(), client_id=params.id, created_at=now, **values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[Device.user_id, Device.client_id],
+        set_={"name": params.name, "platform": params.platform, "app_version": params.app_version,
+              "last_seen_at": now},
+    ).returning(Device.id)
+    return db.session.execute(statement).scalar_one()
+
+
+def start(user: User, device: DeviceParams | None, *, ip_address: str | None, user_agent: str | None,
+          now: datetime, kind: str = "api") -> Session:
+    """A new session (added, not committed) with an absolute expiry of REFRESH_TOKEN_TTL."""
+    device_id = upsert_device(user.id, device, now) if device is not None else None
+    session = Session(id=new_id(), user_id=user.id, device_id=device_id, kind=kind, created_at=now,
+                      last_seen_at=now, expires_at=now + timedelta(seconds=setting("REFRESH_TOKEN_TTL")),
+                      ip_address=(ip_address or "")[:45] or None, user_agent=(user_agent or "")[:512] or None)
+    db.session.add(session)
+    db.session.flush()
+    return session
+
+
+def authenticate(access_token: str, now: datetime) -> Caller:
+    """Verify an access token and that its session is live: one indexed look-up."""
+    claims = tokens.decode_access(access_token)
+    found = db.session.execute(
+        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == claims["sid"])
+    ).unique().one_or_none()
+    if found is None:
+        raise TokenRevoked()
+    session, user = found
+    if session.user_id != claims["sub"] or not session.live(now) or not user.active:
+        raise TokenRevoked()
+    return Caller(user=user, session=session, claims=claims)
+
+
+def touch(session: Session, now: datetime) -> None:
+    """Renew lastSeenAt, at most once a minute so that reads stay cheap."""
+    if now - session.last_seen_at >= TOUCH_INTERVAL:
+        db.session.execute(update(Session).where(Session.id == session.id).values(last_seen_at=now))
+        db.session.commit()
+        session.last_seen_at = now
+
+
+def _revoke(user_id: str, now: datetime, *conditions) -> list[str]:
+    revoked = db.session.execute(
+        update(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None), *conditions)
+        .values(revoked_at=now)
+        .returning(Session.id)
+    ).scalars().all()
+    if revoked:
+        db.session.execute(update(RefreshToken)
+                           .where(RefreshToken.session_id.in_(revoked), RefreshToken.revoked_at.is_(None))
+                           .values(revoked_at=now))
+    db.session.commit()
+    for session_id in revoked:
+        publish(user_id, "session:revoked", {"sessionId": session_id})
+    return list(revoked)
+
+
+def revoke(user_id: str, session_ids: list[str], now: datetime) -> list[str]:
+    """Revoke these sessions of the user (others' ids are ignored) and their refresh tokens.
+
+    Commits, publishes `session:revoked`, and returns the ids that were live until now.
+    """
+    if not session_ids:
+        return []
+    return _revoke(user_id, now, Session.id.in_(session_ids))
+
+
+def revoke_all(user_id: str, now: datetime, *, except_id: str | None = None) -> list[str]:
+    """Revoke every session of the user, but for `except_id` (the caller's own, when it stays)."""
+    conditions = [Session.id != except_id] if except_id is not None else []
+    return _revoke(user_id, now, *conditions)

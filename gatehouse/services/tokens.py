@@ -1,0 +1,88 @@
+"""Issuing access tokens and rotating refresh tokens (RFC 9700), with the time passed in."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt as pyjwt
+from flask_jwt_extended import create_access_token, decode_token
+from sqlalchemy import select, update
+
+from gatehouse.errors import RefreshTokenReused, TokenExpired, TokenInvalid, TokenRevoked
+from gatehouse.extensions import db
+from gatehouse.models import RefreshToken, Session, User
+from gatehouse.models.types import new_id
+from gatehouse.security.tokens import new_refresh_token, sha256_hex
+from gatehouse.services.runtime import setting
+
+REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "type")
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    issued_at: datetime
+    expires_at: datetime
+    refresh_expires_at: datetime
+
+
+def access_token(user: User, session: Session, now: datetime) -> tuple[str, datetime]:
+    expires_at = now + timedelta(seconds=setting("ACCESS_TOKEN_TTL"))
+    token = create_access_token(
+        identity=user.id,
+        additional_claims={
+            "sid": session.id, "jti": new_id(), "iat": now, "exp": expires_at,
+            "role": user.role, "region": user.region, "currency": user.currency,
+        },
+    )
+    return token, expires_at
+
+
+def issue(user: User, session: Session, now: datetime) -> TokenPair:
+    """A new access token and a new refresh token of the session's family (added, not committed)."""
+    refresh = new_refresh_token()
+    db.session.add(RefreshToken(session_id=session.id, token_hash=sha256_hex(refresh), created_at=now))
+    token, expires_at = access_token(user, session, now)
+    return TokenPair(token, refresh, now, expires_at, session.expires_at)
+
+
+def decode_access(token: str) -> dict:
+    """The verified claims of an access token; 401 errors for anything else."""
+    try:
+        claims = decode_token(token)
+    except pyjwt.ExpiredSignatureError:
+        raise TokenExpired() from None
+    except Exception:  # bad signature, alg none, malformed, wrong type, missing claims
+        raise TokenInvalid() from None
+    if claims.get("type") != "access" or any(name not in claims for name in REQUIRED_CLAIMS):
+        raise TokenInvalid()
+    return claims
+
+
+def spend(refresh_token: str, now: datetime) -> str | None:
+    """Spend a live refresh token in one atomic statement; its session id, or None if it was not live."""
+    live_sessions = select(Session.id).where(Session.revoked_at.is_(None), Session.expires_at > now)
+    return db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == sha256_hex(refresh_token), RefreshToken.spent_at.is_(None),
+               RefreshToken.revoked_at.is_(None), RefreshToken.session_id.in_(live_sessions))
+        .values(spent_at=now)
+        .returning(RefreshToken.session_id)
+    ).scalar_one_or_none()
+
+
+def why_not_live(refresh_token: str, now: datetime) -> tuple[Exception, Session | None]:
+    """Why a refresh token could not be spent, and its session when it was spent before (a reuse)."""
+    found = db.session.execute(
+        select(RefreshToken, Session).join(Session, Session.id == RefreshToken.session_id)
+        .where(RefreshToken.token_hash == sha256_hex(refresh_token))
+    ).one_or_none()
+    if found is None:
+        return TokenInvalid("The refresh token is not valid."), None
+    token, session = found
+    if session.revoked_at is not None or token.revoked_at is not None:
+        return TokenRevoked(), None
+    if session.expires_at <= now:
+        return TokenExpired("The session has expired; sign in again."), None
+    return RefreshTokenReused(), session

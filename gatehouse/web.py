@@ -1,0 +1,117 @@
+"""Hooks every response goes through: request id, access log line, security headers, error pages."""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import traceback
+import uuid
+
+from flask import Flask, g, render_template, request
+from pythonjsonlogger.json import JsonFormatter
+from werkzeug.exceptions import HTTPException
+
+from gatehouse import errors
+
+log = logging.getLogger("gatehouse")
+access_log = logging.getLogger("gatehouse.access")
+
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+HTML_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+# werkzeug's own errors, by status, onto the contract's codes.
+HTTP_ERRORS = {
+    400: errors.BadRequest, 404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType, 429: errors.RateLimited,
+}
+
+
+def configure_logging(level: str) -> None:
+    """One JSON object per line on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter("{asctime}{levelname}{name}{message}", style="{",
+                                       rename_fields={"asctime": "time", "levelname": "level"}))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def wants_html() -> bool:
+    if request.blueprint == "portal":
+        return True
+    if request.blueprint is None:
+        best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+        return best == "text/html" and request.accept_mimetypes[best] > request.accept_mimetypes["application/json"]
+    return False
+
+
+def error_response(err: errors.GatehouseError):
+    from api.problems import problem_response  # the JSON surface's rendering of a domain error
+
+    if wants_html():
+        return render_template("errors/error.html", error=err), err.status
+    return problem_response(err)
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def start():
+        g.started = time.perf_counter()
+        sent = request.headers.get("X-Request-Id", "")
+        g.request_id = sent if REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish(response):
+        headers = response.headers
+        headers["X-Request-Id"] = g.get("request_id", "")
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "no-referrer"
+        if "Content-Security-Policy" not in headers:
+            html = response.mimetype == "text/html"
+            headers["Content-Security-Policy"] = HTML_CSP if html else API_CSP
+        if "Cache-Control" not in headers:
+            headers["Cache-Control"] = "no-store"
+        started = g.get("started")
+        access_log.info("request", extra={
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,  # never the query string
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            "remote_addr": request.remote_addr,
+        })
+        return response
+
+    @app.errorhandler(errors.GatehouseError)
+    def domain_error(err):
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        kind = HTTP_ERRORS.get(exc.code)
+        if kind is None:
+            kind = type("HTTPError", (errors.GatehouseError,), {
+                "code": "bad_request" if exc.code < 500 else "internal_error",
+                "status": exc.code, "title": exc.name, "detail": exc.name + "."})
+        err = kind()
+        response = error_response(err)
+        if exc.code == 405 and hasattr(exc, "valid_methods") and exc.valid_methods:
+            response = app.make_response(response)
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unhandled(exc: Exception):
+        # Type and place only: an exception's message or traceback may quote SQL or a secret.
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        log.error("unhandled error", extra={
+            "request_id": g.get("request_id"),
+            "error_type": type(exc).__name__,
+            "where": f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}" if frame else None,
+        })
+        return error_response(errors.InternalError())

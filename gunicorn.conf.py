@@ -1,0 +1,17 @@
+"""gunicorn settings: gthread workers (WebSocket connections each hold a thread), sizes from the environment."""
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+threads = int(os.environ.get("WEB_THREADS", "8"))
+timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+# The application logs one JSON line per request (without the query string); gunicorn's own
+# access log would repeat it, so only errors come from gunicorn.
+accesslog = None
+errorlog = "-"
+# One process's mail thread is enough; the Procfile's worker delivers in production.
+forwarded_allow_ips = "*" if int(os.environ.get("TRUSTED_PROXIES", "0") or 0) > 0 else "127.0.0.1"

@@ -1,0 +1,27 @@
+from tests.actions import problem
+
+
+def test_healthz_answers_while_the_process_lives(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ok"
+
+
+def test_readyz_checks_the_database_and_redis_when_configured(client, leg):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    checks = response.get_json()["checks"]
+    assert checks["database"] is True
+    if leg == "postgres":
+        assert checks["redis"] is True
+
+
+def test_readyz_is_503_when_the_database_does_not_answer(make_config):
+    from gatehouse import create_app
+    from tests.servers import free_port
+
+    app = create_app(make_config(DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/none"))
+    response = app.test_client().get("/readyz")
+    body = problem(response, 503, "service_unavailable")
+    assert "database" in body["detail"]
+    assert "Retry-After" in response.headers

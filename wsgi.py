@@ -1,0 +1,3 @@
+from gatehouse import create_app
+
+app = create_app()
