@@ -87,6 +87,16 @@ def find_by_identifier(params: LoginParams) -> User | None:
     return db.session.execute(select(User).where(column == params.identifier)).unique().scalar_one_or_none()
 
 
+def verify_current_password(user: User, password: str, now: datetime) -> None:
+    """Check the password of a signed-in user (password change, account deletion).
+
+    A wrong password is 401 invalid_credentials, as at sign-in.
+    """
+    matches, _ = hasher().verify(user.password_hash, password)
+    if not matches or user.password_locked_at is not None:
+        raise InvalidCredentials()
+
+
 def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None, now: datetime,
           kind: str = "api") -> SignIn:
     """Wrong password, unknown, disabled or deleted account: one answer, comparable time."""
