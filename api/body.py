@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import re
 
-from flask import current_app, request
+from flask import request
 
+from gatehouse.config import MAX_BODY_BYTES
 from gatehouse.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 MAX_DEPTH = 32
@@ -45,9 +46,11 @@ def _check(value, path: str, depth: int) -> None:
 def read_json() -> dict | list | None:
     """The request's JSON body, or None when there is none. Errors are domain errors (4xx)."""
     length = request.content_length
-    if length is not None and length > current_app.config["MAX_CONTENT_LENGTH"]:
+    if length is not None and length > MAX_BODY_BYTES:
         raise PayloadTooLarge()
-    data = request.get_data(cache=True)  # werkzeug enforces MAX_CONTENT_LENGTH on chunked bodies
+    data = request.get_data(cache=True)  # at most MAX_BODY_BYTES + 1 bytes of a streamed body
+    if len(data) > MAX_BODY_BYTES:
+        raise PayloadTooLarge()
     if not data:
         return None
     mimetype = request.mimetype

@@ -162,7 +162,9 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
         ENV_NAME=env,
         PRODUCTION=production,
         SQLALCHEMY_DATABASE_URI=database_uri(values["DATABASE_URL"], instance_path),
-        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        # One byte more than allowed: a streamed (chunked) body is cut there by werkzeug, and a read
+        # that reaches it is known to be too large (api.body), instead of silently truncated.
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1,
         MAIL_SUPPRESS_SEND=False,
         MAIL_CONSOLE=not values["MAIL_SERVER"],
         SESSION_COOKIE_HTTPONLY=True,
