@@ -1,0 +1,44 @@
+"""/openapi.json is generated from the schemas that validate requests, and covers every JSON route."""
+from openapi_spec_validator import validate
+
+NOT_JSON_API = {"/openapi.json", "/static/<path:filename>"}
+
+
+def test_the_document_is_valid_openapi_3_1(client):
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["openapi"].startswith("3.1")
+    validate(document)
+
+
+def test_every_registered_json_route_is_documented(app, client):
+    document = client.get("/openapi.json").get_json()
+    import re
+
+    for rule in app.url_map.iter_rules():
+        if rule.rule in NOT_JSON_API or rule.endpoint.startswith("portal.") or rule.websocket:
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        assert path in document["paths"], path
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in document["paths"][path], (method, path)
+
+
+def test_request_schemas_are_the_validating_ones(client):
+    document = client.get("/openapi.json").get_json()
+    register = document["paths"]["/auth/register"]["post"]
+    ref = register["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    schema = document["components"]["schemas"][ref]
+    assert schema["additionalProperties"] is False
+    assert {"email", "password"} <= set(schema["required"])
+    assert "displayName" in schema["properties"]  # camelCase, as on the wire
+    assert "application/problem+json" in register["responses"]["422"]["content"]
+    assert "409" in register["responses"]
+
+
+def test_authenticated_operations_declare_bearer_and_401(client):
+    document = client.get("/openapi.json").get_json()
+    me = document["paths"]["/auth/me"]["get"]
+    assert me["security"] == [{"bearer": []}]
+    assert "401" in me["responses"]
