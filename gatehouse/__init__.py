@@ -68,7 +68,7 @@ def _configure_extensions(app: Flask) -> None:
     app.extensions["gatehouse.hasher"] = Hasher(
         memory_kib=config["ARGON2_MEMORY_KIB"], time_cost=config["ARGON2_TIME_COST"],
         parallelism=config["ARGON2_PARALLELISM"], concurrency=config["HASH_CONCURRENCY"],
-        queue_timeout=config["HASH_QUEUE_TIMEOUT"])
+        queue_timeout=config["HASH_QUEUE_TIMEOUT_MS"] / 1000)
     app.extensions["gatehouse.sealer"] = Sealer(derive_key(secret, "at-rest-encryption"))
     app.extensions["gatehouse.hmac_key"] = derive_key(secret, "keyed-hashes")
     app.extensions["gatehouse.bus"] = EventBus()

@@ -43,7 +43,7 @@ SETTINGS = (
     Setting("ARGON2_TIME_COST", "2", "positive_int"),
     Setting("ARGON2_PARALLELISM", "1", "positive_int"),
     Setting("HASH_CONCURRENCY", None, "positive_int"),
-    Setting("HASH_QUEUE_TIMEOUT", "2", "positive_int"),
+    Setting("HASH_QUEUE_TIMEOUT_MS", "2000", "positive_int"),
     Setting("DEFAULT_REGION", "US"),
     Setting("RATELIMIT_ENABLED", "1", "bool"),
     Setting("OUTBOX_INLINE", None, "bool"),

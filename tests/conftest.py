@@ -136,13 +136,32 @@ def config(make_config) -> dict:
     return make_config()
 
 
+def close(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
 @pytest.fixture
 def app(config):
     app = create_app(config)
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    close(app)
+
+
+@pytest.fixture
+def make_app(make_config):
+    """Another app on this test's database, with settings overridden; closed after the test."""
+    apps = []
+
+    def make(**overrides):
+        app = create_app(make_config(**overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        close(app)
 
 
 @pytest.fixture

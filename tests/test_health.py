@@ -16,11 +16,10 @@ def test_readyz_checks_the_database_and_redis_when_configured(client, leg):
         assert checks["redis"] is True
 
 
-def test_readyz_is_503_when_the_database_does_not_answer(make_config):
-    from gatehouse import create_app
+def test_readyz_is_503_when_the_database_does_not_answer(make_app):
     from tests.servers import free_port
 
-    app = create_app(make_config(DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/none"))
+    app = make_app(DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/none")
     response = app.test_client().get("/readyz")
     body = problem(response, 503, "service_unavailable")
     assert "database" in body["detail"]
