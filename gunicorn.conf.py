@@ -15,3 +15,5 @@ accesslog = None
 errorlog = "-"
 # One process's mail thread is enough; the Procfile's worker delivers in production.
 forwarded_allow_ips = "*" if int(os.environ.get("TRUSTED_PROXIES", "0") or 0) > 0 else "127.0.0.1"
+# No shared control socket under $HOME: several instances run side by side on one machine.
+control_socket_disable = True
