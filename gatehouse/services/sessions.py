@@ -112,3 +112,12 @@ def revoke_all(user_id: str, now: datetime, *, except_id: str | None = None) -> 
     """Revoke every session of the user, but for `except_id` (the caller's own, when it stays)."""
     conditions = [Session.id != except_id] if except_id is not None else []
     return _revoke(user_id, now, *conditions)
+
+
+def live_of_user(user_id: str, now: datetime) -> list[Session]:
+    """The user's sessions that are neither revoked nor expired, most recently seen first."""
+    return list(db.session.scalars(
+        select(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
+        .order_by(Session.last_seen_at.desc(), Session.created_at.desc())
+    ).unique())
