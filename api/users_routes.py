@@ -76,7 +76,7 @@ def list_sessions():
 @endpoint(bp, "/users/me/sessions/<session_id>", "DELETE", auth=True, responses={204: None}, errors=(404,),
           summary="Revoke one of the caller's sessions")
 def revoke_session(session_id: str):
-    if not sessions.revoke(caller().user.id, [session_id], now()):
+    if not sessions.revoke_one(caller().user.id, session_id, now()):
         raise NotFound("No such session.")
     return reply(None, 204)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -257,3 +258,11 @@ class PasswordChangeParams(Params):
 
 class DeleteAccountParams(Params):
     password: Password
+
+
+def row_id(value: str) -> str | None:
+    """An id taken from a URL in its stored form (a UUID), or None when it cannot name any row."""
+    try:
+        return str(uuid.UUID(value)) if len(value) <= 45 else None
+    except ValueError:
+        return None

@@ -212,13 +212,14 @@ def test_a_new_region_with_an_allowed_currency(app, api, me):
     assert (user.region, user.currency) == ("PA", "USD")
 
 
-def test_a_currency_alone_must_be_allowed_in_the_current_region(app, api, me):
+def test_a_currency_alone_must_be_allowed_in_the_current_region(app, api, me, events):
     body = problem(api.patch("/users/me", {"currency": "EUR"}, me["token"]), 422, "validation_failed")
     assert body["errors"][0]["field"] == "currency"
     api.patch("/users/me", {"region": "PA"}, me["token"])
     assert (stored(app, me["id"]).currency) == "PAB"
     assert api.patch("/users/me", {"currency": "USD"}, me["token"]).status_code == 200
     assert stored(app, me["id"]).currency == "USD"
+    assert updates(events, me["id"])[-1] == {"entity": "user", "id": me["id"], "version": 3, "fields": ["currency"]}
 
 
 def test_a_currency_not_allowed_in_the_new_region_is_refused(app, api, me):

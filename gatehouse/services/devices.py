@@ -7,6 +7,7 @@ from sqlalchemy import delete, select
 
 from gatehouse.extensions import db
 from gatehouse.models import Device, Session
+from gatehouse.params import row_id
 from gatehouse.services import sessions
 
 
@@ -19,6 +20,9 @@ def of_user(user_id: str) -> list[Device]:
 
 def forget(user_id: str, device_id: str, now: datetime) -> bool:
     """Remove one of the user's devices and revoke every session on it; False when the user has no such device."""
+    device_id = row_id(device_id)
+    if device_id is None:
+        return False
     # Locking the row first makes a sign-in on this device either finish before (its session is
     # revoked here) or wait and register the device afresh.
     locked = db.session.scalar(

@@ -11,7 +11,7 @@ from gatehouse.errors import TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import Device, RefreshToken, Session, User
 from gatehouse.models.types import new_id
-from gatehouse.params import DeviceParams
+from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish
 from gatehouse.services import tokens
 from gatehouse.services.runtime import setting
@@ -121,3 +121,9 @@ def live_of_user(user_id: str, now: datetime) -> list[Session]:
         .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
         .order_by(Session.last_seen_at.desc(), Session.created_at.desc())
     ).unique())
+
+
+def revoke_one(user_id: str, session_id: str, now: datetime) -> bool:
+    """Revoke one of the user's live sessions; False when the user has no such session (or the id is malformed)."""
+    session_id = row_id(session_id)
+    return session_id is not None and bool(revoke(user_id, [session_id], now))
