@@ -40,7 +40,9 @@ def user_reply(user: User):
 @endpoint(bp, "/users/me", "GET", auth=True, responses={200: UserResult},
           summary="The caller's profile, with its version as a strong ETag")
 def get_me():
-    return user_reply(caller().user)
+    who = caller()
+    sessions.touch(who.session, now())
+    return user_reply(who.user)
 
 
 @endpoint(bp, "/users/me", "PATCH", body=ProfilePatch, auth=True, responses={200: UserResult}, errors=(409, 412),
@@ -69,6 +71,7 @@ def delete_me(params: DeleteAccountParams):
           summary="The caller's live sessions")
 def list_sessions():
     who = caller()
+    sessions.touch(who.session, now())
     live = sessions.live_of_user(who.user.id, now())
     return reply(SessionsResult.model_construct(sessions=[SessionOut.of(s, who.session.id) for s in live]))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import select, update
 
 from gatehouse.clock import now
@@ -183,3 +184,11 @@ def test_same_client_device_id_for_two_users_stays_two_devices(api, alice, bob):
     ("get", "/users/me/devices"), ("delete", "/users/me/devices/x")])
 def test_every_route_needs_a_token(api, method, path):
     problem(getattr(api, method)(path), 401, "token_invalid")
+
+
+def test_listing_renews_the_callers_last_seen_at(api, alice):
+    with time_machine.travel(now() + timedelta(minutes=5)):
+        listed = api.get("/users/me/sessions", alice["token"]).get_json()["sessions"]
+    mine = next(s for s in listed if s["current"])
+    other = next(s for s in listed if s["id"] == alice["laptop"]["session"]["id"])
+    assert mine["lastSeenAt"] > other["lastSeenAt"]
