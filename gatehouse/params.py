@@ -220,7 +220,7 @@ class PreferencesPatch(Params):
     ai: AiPatch | None = None
     focus: FocusPatch | None = None
 
-    def merge_patch(self) -> dict:
+    def as_merge_patch(self) -> dict:
         """The patch as given, camelCase, with its nulls (which remove a key back to its default)."""
         return self.model_dump(by_alias=True, exclude_unset=True)
 

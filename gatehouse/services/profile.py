@@ -18,7 +18,7 @@ from gatehouse.services import sessions
 from gatehouse.services.accounts import verify_current_password
 from gatehouse.services.runtime import hasher, setting
 
-# Top-level fields in the order the `entity:updated` event lists them, with their column names.
+# Top-level fields taken as given (camelCase name, column); region, currency and preferences have rules.
 PLAIN_FIELDS = (("username", "username"), ("displayName", "display_name"), ("avatarUrl", "avatar_url"),
                 ("locale", "locale"), ("timezone", "timezone"))
 
@@ -92,7 +92,7 @@ def _apply_preferences(user: User, patch: ProfilePatch, now: datetime) -> list[s
         db.session.add(settings)
     before = settings.preferences or {}
     after = {} if patch.preferences is None else _without_empty_sections(
-        merge_patch(before, patch.preferences.merge_patch()))
+        merge_patch(before, patch.preferences.as_merge_patch()))
     if after == before:
         return []
     settings.preferences = after  # a new dict, so the JSON column is seen as changed
