@@ -124,6 +124,6 @@ def live_of_user(user_id: str, now: datetime) -> list[Session]:
 
 
 def revoke_one(user_id: str, session_id: str, now: datetime) -> bool:
-    """Revoke one of the user's live sessions; False when the user has no such session (or the id is malformed)."""
+    """Revoke one of the user's sessions not yet revoked; False when there is none such (or the id is malformed)."""
     session_id = row_id(session_id)
     return session_id is not None and bool(revoke(user_id, [session_id], now))
