@@ -170,3 +170,11 @@ class RegionsResult(Out):
 class HealthOut(Out):
     status: Literal["ok"]
     checks: dict[str, bool] = {}
+
+
+class SessionsResult(Out):
+    sessions: list[SessionOut]
+
+
+class DevicesResult(Out):
+    devices: list[DeviceOut]

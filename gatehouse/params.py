@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import uuid
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from zoneinfo import available_timezones
 
 from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from gatehouse.errors import ValidationFailed
@@ -187,3 +188,81 @@ class LogoutParams(Params):
 
 class Empty(Params):
     """A body that must carry nothing (or be absent)."""
+
+
+# ---- profile and preferences (PATCH /users/me) -------------------------------------------------
+# In a patch, a field left out is unchanged and an explicit null clears it (JSON Merge Patch).
+
+Minutes = Annotated[int, Field(ge=1, le=600)]
+AiModel = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")]
+
+
+class NotificationsPatch(Params):
+    email: bool | None = None
+    push: bool | None = None
+    digest: Literal["off", "daily", "weekly"] | None = None
+
+
+class AiPatch(Params):
+    enabled: bool | None = None
+    model: AiModel | None = None
+    data_sharing: bool | None = None
+
+
+class FocusPatch(Params):
+    default_minutes: Minutes | None = None
+    break_minutes: Minutes | None = None
+    daily_goal_minutes: Minutes | None = None
+
+
+class PreferencesPatch(Params):
+    notifications: NotificationsPatch | None = None
+    ai: AiPatch | None = None
+    focus: FocusPatch | None = None
+
+    def as_merge_patch(self) -> dict:
+        """The patch as given, camelCase, with its nulls (which remove a key back to its default)."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+class ProfilePatch(Params):
+    read_only: ClassVar[frozenset[str]] = frozenset({
+        "id", "email", "emailVerified", "role", "showStatus", "subscription", "version",
+        "createdAt", "updatedAt", "lastLoginAt"})
+
+    username: Username | None = None
+    display_name: DisplayName | None = None
+    avatar_url: AvatarUrl | None = None
+    region: RegionCode | None = None
+    currency: CurrencyCode | None = None
+    locale: LocaleTag | None = None
+    timezone: TimeZone | None = None
+    preferences: PreferencesPatch | None = None
+
+    @field_validator("region", "currency", "locale", "timezone", mode="before")
+    @classmethod
+    def _not_null(cls, value):
+        # These always have a value; null would not mean "back to the default" unambiguously.
+        if value is None:
+            raise ValueError("must not be null")
+        return value
+
+    def given(self, name: str) -> bool:
+        return name in self.model_fields_set
+
+
+class PasswordChangeParams(Params):
+    current_password: Password
+    new_password: Password
+
+
+class DeleteAccountParams(Params):
+    password: Password
+
+
+def row_id(value: str) -> str | None:
+    """An id taken from a URL in its stored form (a UUID), or None when it cannot name any row."""
+    try:
+        return str(uuid.UUID(value)) if len(value) <= 45 else None
+    except ValueError:
+        return None

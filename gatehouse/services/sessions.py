@@ -11,7 +11,7 @@ from gatehouse.errors import TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import Device, RefreshToken, Session, User
 from gatehouse.models.types import new_id
-from gatehouse.params import DeviceParams
+from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish
 from gatehouse.services import tokens
 from gatehouse.services.runtime import setting
@@ -112,3 +112,18 @@ def revoke_all(user_id: str, now: datetime, *, except_id: str | None = None) -> 
     """Revoke every session of the user, but for `except_id` (the caller's own, when it stays)."""
     conditions = [Session.id != except_id] if except_id is not None else []
     return _revoke(user_id, now, *conditions)
+
+
+def live_of_user(user_id: str, now: datetime) -> list[Session]:
+    """The user's sessions that are neither revoked nor expired, most recently seen first."""
+    return list(db.session.scalars(
+        select(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
+        .order_by(Session.last_seen_at.desc(), Session.created_at.desc())
+    ).unique())
+
+
+def revoke_one(user_id: str, session_id: str, now: datetime) -> bool:
+    """Revoke one of the user's sessions not yet revoked; False when there is none such (or the id is malformed)."""
+    session_id = row_id(session_id)
+    return session_id is not None and bool(revoke(user_id, [session_id], now))
