@@ -13,6 +13,7 @@ from flask import Blueprint, Response, g
 from pydantic import BaseModel
 
 from api.body import read_json
+from api.limits import limited
 from gatehouse.params import Empty, Params, parse
 
 
@@ -60,7 +61,7 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
                 parse(Empty, data)
             return view(**kwargs)
 
-        bp.add_url_rule(rule, view.__name__, handler, methods=[method])
+        bp.add_url_rule(rule, view.__name__, limited(rule, handler), methods=[method])
         OPERATIONS.append(Operation(rule=rule, method=method, endpoint=f"{bp.name}.{view.__name__}",
                                     summary=summary, body=body, responses=responses, auth=auth,
                                     tag=bp.name, extra_errors=errors))

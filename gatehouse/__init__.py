@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gatehouse import web
 from gatehouse.config import ConfigError, load_config
 from gatehouse.database import engine_options, redis_client, redis_ready
-from gatehouse.extensions import csrf, db, jwt, mail, migrate, sock
+from gatehouse.extensions import csrf, db, jwt, limiter, mail, migrate, sock
 from gatehouse.realtime.bus import EventBus
 from gatehouse.security.passwords import Hasher
 from gatehouse.security.tokens import Sealer, derive_key
@@ -58,12 +58,26 @@ def _configure_extensions(app: Flask) -> None:
         hops = config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
+    # Rate limits: a moving window in Redis when configured (shared by every process), else in this
+    # process; while Redis fails, limits go on from in-process storage (never open, never a 500).
+    # RATELIMIT_ENABLED is flask-limiter's own switch as well.
+    config.update(
+        RATELIMIT_STORAGE_URI=config["REDIS_URL"] or "memory://",
+        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1} if config["REDIS_URL"] else {},
+        RATELIMIT_STRATEGY="moving-window",
+        RATELIMIT_HEADERS_ENABLED=True,
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=False,
+        RATELIMIT_KEY_PREFIX="gatehouse",
+    )
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     jwt.init_app(app)
     mail.init_app(app)
     csrf.init_app(app)
     sock.init_app(app)
+    limiter.init_app(app)
 
     app.extensions["gatehouse.hasher"] = Hasher(
         memory_kib=config["ARGON2_MEMORY_KIB"], time_cost=config["ARGON2_TIME_COST"],
