@@ -1,6 +1,7 @@
 """Idempotency-Key on every write: claim, replay, refusals, sealed token responses, purge."""
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import timedelta
 
@@ -119,8 +120,6 @@ def test_bearer_calls_are_keyed_by_the_user(app, client, api):
 
 def test_a_request_still_running_under_the_key_is_409(app, client):
     body = b'{"email": "ann@example.com", "password": "' + PASSWORD.encode() + b'"}'
-    import hashlib
-
     with app.test_request_context():
         claim = idempotency.begin(Attempt(key="key-1", caller="addr:127.0.0.1", method="POST",
                                           path="/auth/register", body_hash=hashlib.sha256(body).hexdigest()), now())
