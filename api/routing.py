@@ -13,6 +13,8 @@ from flask import Blueprint, Response, g
 from pydantic import BaseModel
 
 from api.body import read_json
+from api.idempotency import idempotent
+from api.limits import limited
 from gatehouse.params import Empty, Params, parse
 
 
@@ -44,7 +46,8 @@ def reply(model: BaseModel | None, status: int = 200, headers: dict | None = Non
 def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: dict,
              body: type[Params] | None = None, auth: bool = False, errors: tuple[int, ...] = ()) -> Callable:
     """Declare a JSON endpoint. The view gets `params` (the parsed body) when `body` is given;
-    with `auth`, `g.auth` holds the caller (see api.auth)."""
+    with `auth`, `g.auth` holds the caller (see api.auth). Writes honour Idempotency-Key
+    (api.idempotency); rules listed in api.limits get their rate limits."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
@@ -53,14 +56,18 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
                 from api.auth import authenticate  # api.auth needs the services, which need the app
 
                 g.auth = authenticate()
-            data = read_json()
-            if body is not None:
-                kwargs["params"] = parse(body, {} if data is None else data)
-            elif data is not None:
-                parse(Empty, data)
-            return view(**kwargs)
 
-        bp.add_url_rule(rule, view.__name__, handler, methods=[method])
+            def run():
+                data = read_json()
+                if body is not None:
+                    kwargs["params"] = parse(body, {} if data is None else data)
+                elif data is not None:
+                    parse(Empty, data)
+                return view(**kwargs)
+
+            return idempotent(run)  # after authentication: the caller is part of the key
+
+        bp.add_url_rule(rule, view.__name__, limited(rule, handler), methods=[method])
         OPERATIONS.append(Operation(rule=rule, method=method, endpoint=f"{bp.name}.{view.__name__}",
                                     summary=summary, body=body, responses=responses, auth=auth,
                                     tag=bp.name, extra_errors=errors))

@@ -14,7 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gatehouse import web
 from gatehouse.config import ConfigError, load_config
 from gatehouse.database import engine_options, redis_client, redis_ready
-from gatehouse.extensions import csrf, db, jwt, mail, migrate, sock
+from gatehouse.extensions import csrf, db, jwt, limiter, mail, migrate, sock
 from gatehouse.realtime.bus import EventBus
 from gatehouse.security.passwords import Hasher
 from gatehouse.security.tokens import Sealer, derive_key
@@ -64,6 +64,7 @@ def _configure_extensions(app: Flask) -> None:
     mail.init_app(app)
     csrf.init_app(app)
     sock.init_app(app)
+    _configure_limiter(app)
 
     app.extensions["gatehouse.hasher"] = Hasher(
         memory_kib=config["ARGON2_MEMORY_KIB"], time_cost=config["ARGON2_TIME_COST"],
@@ -78,16 +79,40 @@ def _configure_extensions(app: Flask) -> None:
         app.extensions["gatehouse.redis_ready"] = lambda: redis_ready(client)
 
 
+def _configure_limiter(app: Flask) -> None:
+    """A moving window in Redis when configured (shared by every process), else in this process;
+    while Redis fails, limiting goes on in process memory: never open, never a 500.
+    RATELIMIT_ENABLED is flask-limiter's own switch as well as ours."""
+    redis_url = app.config["REDIS_URL"]
+    app.config.update(
+        RATELIMIT_STORAGE_URI=redis_url or "memory://",
+        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1} if redis_url else {},
+        RATELIMIT_STRATEGY="moving-window",
+        RATELIMIT_HEADERS_ENABLED=True,
+        # flask-limiter would send Retry-After on every response; only a 429 carries it here.
+        RATELIMIT_HEADER_RETRY_AFTER="X-RateLimit-Reset-After",
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        RATELIMIT_SWALLOW_ERRORS=False,
+        RATELIMIT_KEY_PREFIX="gatehouse",
+    )
+    # The one limiter serves every app this process creates (tests create many): a storage that
+    # failed for an earlier app says nothing about this app's, which init_app connects afresh.
+    limiter._storage_dead = False
+    limiter.init_app(app)
+
+
 def _register_surfaces(app: Flask) -> None:
     import api
     import portal
     from api.jwt_errors import install as install_jwt_errors
+    from api.limits import install as install_limits
     from gatehouse.cli import register as register_cli
 
     from gatehouse import models  # noqa: F401  (tables known to Alembic and the ORM)
 
     web.install(app)
     install_jwt_errors(jwt)
+    install_limits(app)
     csrf.exempt(api.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(portal.bp)

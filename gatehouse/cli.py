@@ -1,4 +1,4 @@
-"""Command groups of `flask --app wsgi`: users, outbox, keys."""
+"""Command groups of `flask --app wsgi`: users, outbox, keys, idempotency."""
 from __future__ import annotations
 
 import click
@@ -14,6 +14,7 @@ from gatehouse.params import Email, Params, Password, email_key, parse
 
 users = AppGroup("users", help="Manage accounts.")
 outbox = AppGroup("outbox", help="Deliver queued mail.")
+idempotency = AppGroup("idempotency", help="Maintain stored Idempotency-Key responses.")
 
 
 class AdminParams(Params):
@@ -68,6 +69,16 @@ def outbox_work(once: bool) -> None:
     click.echo("outbox: nothing to deliver")
 
 
+@idempotency.command("purge")
+def idempotency_purge() -> None:
+    """Delete expired Idempotency-Key responses and stale sign-in failure counters."""
+    from gatehouse.services import idempotency as keys, throttle
+
+    stamp = now()
+    click.echo(f"purged {keys.purge(stamp)} idempotency keys and {throttle.purge(stamp)} sign-in counters")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(outbox)
+    app.cli.add_command(idempotency)

@@ -46,6 +46,10 @@ SETTINGS = (
     Setting("HASH_QUEUE_TIMEOUT_MS", "2000", "positive_int"),
     Setting("DEFAULT_REGION", "US"),
     Setting("RATELIMIT_ENABLED", "1", "bool"),
+    Setting("SIGNIN_FREE_FAILURES", "10", "positive_int"),
+    Setting("SIGNIN_BACKOFF_BASE", "30", "positive_int"),
+    Setting("SIGNIN_BACKOFF_MAX", "3600", "positive_int"),
+    Setting("SIGNIN_LOCKOUT_FAILURES", "100", "positive_int"),
     Setting("OUTBOX_INLINE", None, "bool"),
     Setting("OUTBOX_LEASE_SECONDS", "300", "positive_int"),
     Setting("MAIL_SERVER", None),
@@ -139,6 +143,10 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
         raise ConfigError("MAIL_SERVER must be set when APP_ENV=production")
     if production and not values["RATELIMIT_ENABLED"]:
         raise ConfigError("RATELIMIT_ENABLED=0 is refused when APP_ENV=production")
+    if values["SIGNIN_LOCKOUT_FAILURES"] <= values["SIGNIN_FREE_FAILURES"]:
+        raise ConfigError("SIGNIN_LOCKOUT_FAILURES must be greater than SIGNIN_FREE_FAILURES")
+    if values["SIGNIN_BACKOFF_MAX"] < values["SIGNIN_BACKOFF_BASE"]:
+        raise ConfigError("SIGNIN_BACKOFF_MAX must be at least SIGNIN_BACKOFF_BASE")
     if values["PASSWORD_MIN_LENGTH"] < 8:
         raise ConfigError("PASSWORD_MIN_LENGTH must be at least 8")
     if env != "test":

@@ -14,7 +14,7 @@ from gatehouse.models import Session, Subscription, User, UserSettings
 from gatehouse.models.types import new_id
 from gatehouse.params import LoginParams, RegisterParams, email_key, username_key
 from gatehouse.security.passwords import check_policy
-from gatehouse.services import sessions, tokens
+from gatehouse.services import sessions, throttle, tokens
 from gatehouse.services.runtime import hasher, setting
 from gatehouse.services.tokens import TokenPair
 
@@ -90,20 +90,27 @@ def find_by_identifier(params: LoginParams) -> User | None:
 def verify_current_password(user: User, password: str, now: datetime) -> None:
     """Check the password of a signed-in user (password change, account deletion).
 
-    A wrong password is 401 invalid_credentials, as at sign-in.
+    A wrong password is 401 invalid_credentials, as at sign-in, and counts against the account's
+    email as a sign-in failure would.
     """
+    throttle.check(user.email_key, now)
     matches, _ = hasher().verify(user.password_hash, password)
     if not matches or user.password_locked_at is not None:
+        throttle.failed(user.email_key, now, user)
         raise InvalidCredentials()
+    throttle.succeeded(user.email_key)
 
 
 def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None, now: datetime,
           kind: str = "api") -> SignIn:
     """Wrong password, unknown, disabled or deleted account: one answer, comparable time."""
+    throttle.check(params.identifier, now)
     user = find_by_identifier(params)
     matches, needs_rehash = hasher().verify(user.password_hash if user else None, params.password)
     if not matches or not user.active or user.password_locked_at is not None:
+        throttle.failed(params.identifier, now, user)
         raise InvalidCredentials()
+    throttle.succeeded(params.identifier)
     if needs_rehash:
         user.password_hash = hasher().hash(params.password)
     user.last_login_at = now

@@ -1,0 +1,48 @@
+"""The `auth` rate-limit bucket (CONTRACT §2): one moving window of 10 requests a minute per client
+address, shared by every path in AUTH_PATHS.
+
+`api.routing.endpoint` puts the bucket on each endpoint whose rule is listed here, so an endpoint
+added later joins it by being listed. The client address is `request.remote_addr`, which ProxyFix
+corrects from `X-Forwarded-For` only when TRUSTED_PROXIES > 0. Every response of a listed path
+carries flask-limiter's `X-RateLimit-Limit`, `-Remaining`, `-Reset` (epoch) and `-Reset-After`
+(seconds) headers; a breach is 429 `rate_limited` with `Retry-After`. `Retry-After` is only ever
+sent on a 429 (a 429 of the sign-in backoff keeps its own).
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from flask import Flask, current_app
+from flask_limiter import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+
+from gatehouse.errors import RateLimited
+from gatehouse.extensions import limiter
+from gatehouse.web import error_response
+
+AUTH_LIMIT = "10 per minute"
+AUTH_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password"})
+
+auth_bucket = limiter.shared_limit(AUTH_LIMIT, scope="auth", key_func=get_remote_address)
+
+
+def limited(rule: str, view: Callable) -> Callable:
+    """The view with the rate limits its rule is subject to."""
+    return auth_bucket(view) if rule in AUTH_PATHS else view
+
+
+def _exceeded(_: RateLimitExceeded):
+    try:
+        wait = int(limiter.current_limit.reset_at - time.time())
+    except Exception:  # the storage went away between the check and now
+        wait = 60
+    wait = max(wait, 1)
+    response = current_app.make_response(error_response(RateLimited(retry_after=wait)))
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def install(app: Flask) -> None:
+    """The 429 answer of a breached limit: problem+json (or the portal's page) with Retry-After."""
+    app.register_error_handler(RateLimitExceeded, _exceeded)
