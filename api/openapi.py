@@ -30,6 +30,9 @@ ERROR_TEXT = {
 }
 
 
+WRITES = ("POST", "PATCH", "DELETE", "PUT")
+
+
 def _path(rule: str) -> str:
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
 
@@ -55,6 +58,8 @@ def document() -> dict:
                 entry["content"] = {"application/json": {"schema": keys[(model, "serialization")]}}
             responses[str(status)] = entry
         statuses = {400, 413, 415, 422, 429, 500, *op.extra_errors}
+        if op.method in WRITES:
+            statuses.add(409)  # idempotency_key_in_progress
         if op.auth:
             statuses.add(401)
         for status in sorted(statuses):
@@ -70,7 +75,9 @@ def document() -> dict:
                            for name in re.findall(r"{([^}]+)}", path)],
             "responses": responses,
         }
-        if op.method in ("POST", "PATCH", "DELETE", "PUT"):
+        operation["parameters"] += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+                                    for name in op.headers]
+        if op.method in WRITES:
             operation["parameters"].append({
                 "name": "Idempotency-Key", "in": "header", "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255}})

@@ -30,6 +30,7 @@ class Operation:
     tag: str
     query: type[Params] | None = None
     extra_errors: tuple[int, ...] = field(default=())
+    headers: tuple[str, ...] = field(default=())  # request headers the operation reads (documented)
 
 
 OPERATIONS: list[Operation] = []
@@ -44,7 +45,8 @@ def reply(model: BaseModel | None, status: int = 200, headers: dict | None = Non
 
 
 def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: dict,
-             body: type[Params] | None = None, auth: bool = False, errors: tuple[int, ...] = ()) -> Callable:
+             body: type[Params] | None = None, auth: bool = False, errors: tuple[int, ...] = (),
+             headers: tuple[str, ...] = ()) -> Callable:
     """Declare a JSON endpoint. The view gets `params` (the parsed body) when `body` is given;
     with `auth`, `g.auth` holds the caller (see api.auth). Writes honour Idempotency-Key
     (api.idempotency); rules listed in api.limits get their rate limits."""
@@ -70,7 +72,7 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
         bp.add_url_rule(rule, view.__name__, limited(rule, handler), methods=[method])
         OPERATIONS.append(Operation(rule=rule, method=method, endpoint=f"{bp.name}.{view.__name__}",
                                     summary=summary, body=body, responses=responses, auth=auth,
-                                    tag=bp.name, extra_errors=errors))
+                                    tag=bp.name, extra_errors=errors, headers=headers))
         return handler
 
     return decorator

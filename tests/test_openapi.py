@@ -42,3 +42,14 @@ def test_authenticated_operations_declare_bearer_and_401(client):
     me = document["paths"]["/auth/me"]["get"]
     assert me["security"] == [{"bearer": []}]
     assert "401" in me["responses"]
+
+
+def test_writes_document_idempotency_and_patch_documents_if_match(client):
+    document = client.get("/openapi.json").get_json()
+    patch = document["paths"]["/users/me"]["patch"]
+    headers = {p["name"] for p in patch["parameters"] if p["in"] == "header"}
+    assert {"If-Match", "Idempotency-Key"} <= headers
+    assert {"409", "412"} <= set(patch["responses"])
+    login = document["paths"]["/auth/login"]["post"]
+    assert "Idempotency-Key" in {p["name"] for p in login["parameters"]}
+    assert "Idempotency-Key" not in {p["name"] for p in document["paths"]["/auth/me"]["get"]["parameters"]}
