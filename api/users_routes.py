@@ -45,7 +45,8 @@ def get_me():
     return user_reply(who.user)
 
 
-@endpoint(bp, "/users/me", "PATCH", body=ProfilePatch, auth=True, responses={200: UserResult}, errors=(409, 412), headers=("If-Match",),
+@endpoint(bp, "/users/me", "PATCH", body=ProfilePatch, auth=True, responses={200: UserResult}, errors=(409, 412),
+          headers=("If-Match",),
           summary="Change the caller's profile and preferences (preferences by JSON Merge Patch)")
 def patch_me(params: ProfilePatch):
     version = expected_version()
