@@ -1,8 +1,6 @@
 """The preference sections of CONTRACT §3, their defaults, and the effective view of a user's overrides."""
 from __future__ import annotations
 
-import copy
-
 DEFAULTS: dict[str, dict] = {
     "notifications": {"email": True, "push": True, "digest": "weekly"},
     "ai": {"enabled": True, "model": "default", "dataSharing": False},
@@ -12,8 +10,9 @@ DEFAULTS: dict[str, dict] = {
 
 def effective(overrides: dict | None) -> dict:
     """Defaults with the user's stored overrides laid over them, section by section."""
-    result = copy.deepcopy(DEFAULTS)
-    for section, values in (overrides or {}).items():
-        if section in result and isinstance(values, dict):
-            result[section].update(values)
+    overrides = overrides or {}
+    result = {}
+    for section, defaults in DEFAULTS.items():
+        values = overrides.get(section)
+        result[section] = {**defaults, **values} if isinstance(values, dict) else dict(defaults)
     return result
