@@ -4,3 +4,4 @@ from flask import Blueprint
 bp = Blueprint("api", __name__)
 
 from api import auth_routes, meta  # noqa: E402,F401  (routes register themselves on bp)
+from api import recovery_routes  # noqa: E402,F401

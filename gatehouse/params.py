@@ -187,3 +187,17 @@ class LogoutParams(Params):
 
 class Empty(Params):
     """A body that must carry nothing (or be absent)."""
+
+
+class ForgotPasswordParams(Params):
+    email: Email
+
+
+class ResetPasswordParams(Params):
+    email: Email
+    code: Code
+    new_password: Password
+
+
+class VerifyEmailParams(Params):
+    code: Code
