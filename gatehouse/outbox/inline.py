@@ -62,7 +62,11 @@ class InlineDelivery:
 
     def _run(self) -> None:
         while True:
-            self._wake.clear()
+            with self._lock:
+                if self._stopped:
+                    self._thread = None
+                    return
+                self._wake.clear()
             delay = self._pass()
             with self._lock:
                 if self._stopped or (delay is None and not self._wake.is_set()):
@@ -75,6 +79,7 @@ class InlineDelivery:
         from gatehouse.outbox.worker import deliver_due, next_due
 
         with self._app.app_context():
+            pool = db.engine.pool
             try:
                 deliver_due()
                 return next_due(now())
@@ -84,6 +89,12 @@ class InlineDelivery:
                 return ERROR_PAUSE_SECONDS
             finally:
                 db.session.remove()
+                if db.engine.pool is not pool:
+                    # The engine was disposed during this pass (the app is shutting down): close the
+                    # connections this pass returned, to the discarded pool or to its replacement,
+                    # rather than leave them to the garbage collector.
+                    pool.dispose()
+                    db.engine.pool.dispose()
 
 
 def mark_enqueued() -> None:
