@@ -211,9 +211,7 @@ def _race(app, count: int, body: dict) -> list[int]:
     return statuses
 
 
-def test_eight_concurrent_submissions_of_the_right_code_give_exactly_one_success(app, api, smtp_sink, leg):
-    if leg != "postgres":
-        pytest.skip("row-level concurrency is a PostgreSQL property; SQLite runs one writer at a time")
+def test_eight_concurrent_submissions_of_the_right_code_give_exactly_one_success(app, api, smtp_sink):
     email = "race@example.com"
     api.register(email=email)
     code = reset_code(api, app, smtp_sink, email)
@@ -226,9 +224,7 @@ def test_eight_concurrent_submissions_of_the_right_code_give_exactly_one_success
         assert len(notices.all()) == 1
 
 
-def test_fifty_concurrent_wrong_guesses_evaluate_at_most_five(app, api, smtp_sink, leg):
-    if leg != "postgres":
-        pytest.skip("row-level concurrency is a PostgreSQL property; SQLite runs one writer at a time")
+def test_fifty_concurrent_wrong_guesses_evaluate_at_most_five(app, api, smtp_sink):
     email = "guess@example.com"
     api.register(email=email)
     code = reset_code(api, app, smtp_sink, email)
