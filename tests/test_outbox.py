@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import smtplib
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from gatehouse.clock import now
 from gatehouse.extensions import db
 from gatehouse.models import OutboxMessage
 from gatehouse.outbox import enqueue
+from gatehouse.outbox.transport import classify
 from gatehouse.outbox.worker import backoff
 from tests.smtp import Sink, code_in, deliver, mail_settings, smtp_sink  # noqa: F401
 from tests.servers import free_port
@@ -257,3 +259,21 @@ def test_without_mail_server_mails_are_printed_with_their_code(make_config, caps
     out = capsys.readouterr().out
     assert "To: console@example.com" in out and "Your verification code is:" in out
     assert any(line.strip().isdigit() and len(line.strip()) == 6 for line in out.splitlines())
+
+
+@pytest.mark.parametrize(("error", "kind"), [
+    (ConnectionRefusedError(111, "Connection refused"), "Transient"),
+    (TimeoutError("timed out"), "Transient"),
+    (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), "Transient"),
+    (smtplib.SMTPConnectError(554, b"no service"), "Transient"),
+    (smtplib.SMTPAuthenticationError(535, b"bad credentials"), "Transient"),
+    (smtplib.SMTPSenderRefused(451, b"try later", "a@b.c"), "Transient"),
+    (smtplib.SMTPDataError(552, b"too big"), "Permanent"),
+    (smtplib.SMTPRecipientsRefused({"x@y.z": (450, b"mailbox busy")}), "Transient"),
+    (smtplib.SMTPRecipientsRefused({"x@y.z": (550, b"no such user")}), "Permanent"),
+    (ValueError("cannot build the message"), "Permanent"),
+])
+def test_smtp_failures_are_classified_by_reply(error, kind):
+    classified = classify(error)
+    assert type(classified).__name__ == kind
+    assert classified.reason

@@ -130,3 +130,12 @@ def test_resend_before_delivery_expires_the_older_pending_mail(app, api):
 
 def test_resend_needs_a_bearer_token(api):
     problem(api.post("/auth/resend-verification"), 401, "token_invalid")
+
+
+def test_a_reset_code_does_not_verify_the_address(app, api, smtp_sink):
+    signed_up = api.register(email="purpose@example.com")
+    api.post("/auth/forgot-password", json={"email": "purpose@example.com"})
+    deliver(app)
+    reset_code = last_code(smtp_sink, "purpose@example.com", "Reset your Gatehouse password")
+    if reset_code != last_code(smtp_sink, "purpose@example.com", VERIFY):
+        problem(verify(api, signed_up["tokens"]["accessToken"], reset_code), 400, "invalid_code")
