@@ -3,5 +3,5 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from api import auth_routes, meta  # noqa: E402,F401  (routes register themselves on bp)
-from api import users_routes  # noqa: E402,F401
+# Routes register themselves on bp.
+from api import auth_routes, meta, recovery_routes, users_routes  # noqa: E402,F401

@@ -73,6 +73,10 @@ def _configure_extensions(app: Flask) -> None:
     app.extensions["gatehouse.sealer"] = Sealer(derive_key(secret, "at-rest-encryption"))
     app.extensions["gatehouse.hmac_key"] = derive_key(secret, "keyed-hashes")
     app.extensions["gatehouse.bus"] = EventBus()
+    if config["OUTBOX_INLINE"]:
+        from gatehouse.outbox.inline import EXTENSION, InlineDelivery
+
+        app.extensions[EXTENSION] = InlineDelivery(app)
     if config["REDIS_URL"]:
         client = redis_client(config["REDIS_URL"])
         app.extensions["gatehouse.redis"] = client

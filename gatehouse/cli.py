@@ -66,7 +66,12 @@ def create_admin(email: str, password: str) -> None:
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def outbox_work(once: bool) -> None:
     """Deliver queued mail with retries (the Procfile's worker)."""
-    click.echo("outbox: nothing to deliver")
+    from gatehouse.outbox.worker import deliver_due, work
+
+    if once:
+        click.echo(f"outbox: {deliver_due()}")
+        return
+    work()
 
 
 @idempotency.command("purge")

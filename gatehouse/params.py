@@ -266,3 +266,17 @@ def row_id(value: str) -> str | None:
         return str(uuid.UUID(value)) if len(value) <= 45 else None
     except ValueError:
         return None
+
+
+class ForgotPasswordParams(Params):
+    email: Email
+
+
+class ResetPasswordParams(Params):
+    email: Email
+    code: Code
+    new_password: Password
+
+
+class VerifyEmailParams(Params):
+    code: Code

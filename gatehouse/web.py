@@ -30,6 +30,16 @@ HTTP_ERRORS = {
 }
 
 
+def failure_fields(exc: BaseException) -> dict:
+    """What a log line may say of an exception: its type and where it was raised.
+
+    Never its message or traceback, which may quote SQL, a token or a password.
+    """
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    return {"error_type": type(exc).__name__,
+            "where": f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}" if frame else None}
+
+
 def configure_logging(level: str) -> None:
     """One JSON object per line on stdout."""
     handler = logging.StreamHandler(sys.stdout)
@@ -107,11 +117,5 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unhandled(exc: Exception):
-        # Type and place only: an exception's message or traceback may quote SQL or a secret.
-        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-        log.error("unhandled error", extra={
-            "request_id": g.get("request_id"),
-            "error_type": type(exc).__name__,
-            "where": f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno} in {frame.name}" if frame else None,
-        })
+        log.error("unhandled error", extra={"request_id": g.get("request_id"), **failure_fields(exc)})
         return error_response(errors.InternalError())

@@ -29,6 +29,8 @@ BASE_CONFIG = {
     "ARGON2_PARALLELISM": "1",
     "HASH_CONCURRENCY": "8",
     "RATELIMIT_ENABLED": "0",
+    # Mail stays queued unless a test delivers it (tests/smtp.py, outbox tests turn delivery on).
+    "OUTBOX_INLINE": "0",
     "LOG_LEVEL": "WARNING",
 }
 

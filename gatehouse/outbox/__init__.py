@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from sqlalchemy import update
+
 from gatehouse.extensions import db
 from gatehouse.models import OutboxMessage
 from gatehouse.models.types import new_id
+from gatehouse.outbox.inline import mark_enqueued
 from gatehouse.services.runtime import sealer
 
 
@@ -24,4 +27,18 @@ def enqueue(template: str, recipient: str, context: dict, *, now: datetime, user
         next_attempt_at=now, expires_at=expires_at, created_at=now,
     )
     db.session.add(message)
+    mark_enqueued()
     return message
+
+
+def supersede(user_id: str, template: str) -> None:
+    """Expire the user's still-pending mails of `template` (their code was just replaced by a newer one).
+
+    In the caller's transaction; a mail already being sent is left to finish.
+    """
+    db.session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.user_id == user_id, OutboxMessage.template == template,
+               OutboxMessage.status == "pending")
+        .values(status="expired", payload=None, last_error="superseded by a newer code")
+        .execution_options(synchronize_session=False))

@@ -74,6 +74,9 @@ def register(params: RegisterParams, *, ip_address: str | None, user_agent: str 
                     locale=params.locale, timezone=params.timezone)
     session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now)
     pair = tokens.issue(user, session, now)
+    from gatehouse.services.recovery import mail_verification_code
+
+    mail_verification_code(user, now)  # in this transaction: no account without its mail
     try:
         db.session.commit()
     except IntegrityError as exc:

@@ -159,8 +159,9 @@ def update_password(caller: sessions.Caller, params: PasswordChangeParams, *, no
         exc.errors = [{**error, "field": "newPassword"} for error in exc.errors]
         raise
     user.password_hash = hasher().hash(params.new_password)
-    enqueue("password_changed", user.email,
-            {"displayName": user.display_name or user.username or user.email, "changedAt": now.isoformat()},
+    # The caller's own session stays signed in, so the notice does not say "signed out everywhere".
+    enqueue("password-changed", user.email,
+            {"changed_at": now.strftime("%Y-%m-%d %H:%M UTC"), "signed_out_everywhere": False},
             now=now, user_id=user.id)
     # revoke_all commits the new hash and the notice together with the revocation: one transaction.
     return sessions.revoke_all(user.id, now, except_id=caller.session.id)
