@@ -66,10 +66,11 @@ def create_admin(email: str, password: str) -> None:
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def outbox_work(once: bool) -> None:
     """Deliver queued mail with retries (the Procfile's worker)."""
-    from gatehouse.outbox.worker import deliver_due, work
+    from gatehouse.outbox.worker import deliver_due, purge_expired, work
 
     if once:
-        click.echo(f"outbox: {deliver_due()}")
+        keys, counters = purge_expired(now())
+        click.echo(f"outbox: {deliver_due()}; purged {keys} idempotency keys and {counters} sign-in counters")
         return
     work()
 
@@ -77,10 +78,10 @@ def outbox_work(once: bool) -> None:
 @idempotency.command("purge")
 def idempotency_purge() -> None:
     """Delete expired Idempotency-Key responses and stale sign-in failure counters."""
-    from gatehouse.services import idempotency as keys, throttle
+    from gatehouse.outbox.worker import purge_expired
 
-    stamp = now()
-    click.echo(f"purged {keys.purge(stamp)} idempotency keys and {throttle.purge(stamp)} sign-in counters")
+    keys, counters = purge_expired(now())
+    click.echo(f"purged {keys} idempotency keys and {counters} sign-in counters")
 
 
 def register(app: Flask) -> None:

@@ -245,3 +245,11 @@ def test_ten_concurrent_requests_with_one_key_run_the_work_once(app):
     assert count_users(app) == 1
     [row] = keys(app)
     assert row.state == "done"
+
+
+def test_the_outbox_worker_purges_expired_keys(app, client, runner):
+    assert register(client).status_code == 201
+    with time_machine.travel(now() + timedelta(seconds=86401), tick=False):
+        result = runner.invoke(args=["outbox", "work", "--once"])
+        assert result.exit_code == 0 and "purged 1 idempotency keys" in result.output
+        assert keys(app) == []

@@ -187,6 +187,16 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+PURGE_EVERY = timedelta(minutes=10)
+
+
+def purge_expired(now: datetime) -> tuple[int, int]:
+    """The worker's housekeeping: expired Idempotency-Key responses and stale sign-in counters."""
+    from gatehouse.services import idempotency, throttle
+
+    return idempotency.purge(now), throttle.purge(now)
+
+
 def work(stop: threading.Event | None = None) -> None:
     """The long-running worker: deliver what is due, sleep until the next row is due (at most
     OUTBOX_POLL_SECONDS, since other processes enqueue), until SIGTERM or SIGINT. A failing pass
@@ -197,8 +207,14 @@ def work(stop: threading.Event | None = None) -> None:
             signal.signal(signum, lambda *_: stop.set())
     poll = setting("OUTBOX_POLL_SECONDS")
     log.info("outbox worker started")
+    purged_at = None
     while not stop.is_set():
         try:
+            if purged_at is None or clock_now() - purged_at >= PURGE_EVERY:
+                purged_at = clock_now()
+                keys, counters = purge_expired(purged_at)
+                if keys or counters:
+                    log.info("purged", extra={"idempotency_keys": keys, "sign_in_counters": counters})
             report = deliver_due()
             if report.handled:
                 log.info("outbox pass: %s", report)
