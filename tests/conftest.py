@@ -181,3 +181,15 @@ def api(client):
     from tests.actions import Api
 
     return Api(client)
+
+
+@pytest.fixture
+def events(app):
+    """Every event the app publishes during the test, as (user_id, event, data)."""
+    from gatehouse.realtime.bus import bus
+
+    seen = []
+    with app.app_context():
+        unsubscribe = bus().subscribe(lambda user_id, event, data: seen.append((user_id, event, data)))
+    yield seen
+    unsubscribe()

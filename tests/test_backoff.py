@@ -24,21 +24,9 @@ _addresses = (f"10.{n // 250}.{n % 250}.1" for n in itertools.count(1))
 
 
 @pytest.fixture
-def make_app(make_config):
-    """Apps with limits on and their own settings, disposed of after the test."""
-    from gatehouse import create_app
-
-    made = []
-
-    def make(**overrides):
-        made.append(create_app(make_config(**{"RATELIMIT_ENABLED": "1", **overrides})))
-        return made[-1]
-
-    yield make
-    for app in made:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+def make_app(make_app):
+    """Apps with rate limits on (and other settings), closed after the test."""
+    return lambda **overrides: make_app(**{"RATELIMIT_ENABLED": "1", **overrides})
 
 
 def login(client, password: str = WRONG, **identifier):

@@ -20,22 +20,6 @@ from tests.conftest import POSTGRES_LEG
 KEY = {"Idempotency-Key": "key-1"}
 
 
-@pytest.fixture
-def make_app(make_config):
-    """Apps with their own settings, disposed of after the test."""
-    from gatehouse import create_app
-
-    made = []
-
-    def make(**overrides):
-        made.append(create_app(make_config(**overrides)))
-        return made[-1]
-
-    yield make
-    for app in made:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 def keys(app) -> list[IdempotencyKey]:

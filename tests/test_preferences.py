@@ -6,18 +6,8 @@ import pytest
 from gatehouse.extensions import db
 from gatehouse.models import User, UserSettings
 from gatehouse.preferences import DEFAULTS
-from gatehouse.realtime.bus import bus
 from gatehouse.services.profile import merge_patch
 from tests.actions import problem
-
-
-@pytest.fixture
-def events(app):
-    seen = []
-    with app.app_context():
-        unsubscribe = bus().subscribe(lambda user_id, event, data: seen.append((user_id, event, data)))
-    yield seen
-    unsubscribe()
 
 
 @pytest.fixture

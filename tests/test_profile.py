@@ -8,17 +8,7 @@ from flask_jwt_extended import decode_token
 
 from gatehouse.extensions import db
 from gatehouse.models import User
-from gatehouse.realtime.bus import bus
 from tests.actions import Api, bearer, problem
-
-
-@pytest.fixture
-def events(app):
-    seen = []
-    with app.app_context():
-        unsubscribe = bus().subscribe(lambda user_id, event, data: seen.append((user_id, event, data)))
-    yield seen
-    unsubscribe()
 
 
 @pytest.fixture
