@@ -23,8 +23,10 @@ def _sqlite_pragmas(dbapi_connection, _record):
 def engine_options(uri: str) -> dict:
     if uri.startswith("sqlite"):
         return {"connect_args": {"timeout": 10, "check_same_thread": False}}
+    # No pre-ping (it doubles the round trips of every request); connections are recycled instead,
+    # and a connection the server dropped invalidates the pool at its first error (answered 503).
     return {
-        "pool_pre_ping": True,
+        "pool_recycle": 300,
         "pool_size": 10,
         "max_overflow": 10,
         "connect_args": {"connect_timeout": 5},

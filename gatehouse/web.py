@@ -10,6 +10,7 @@ import uuid
 
 from flask import Flask, g, render_template, request
 from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from gatehouse import errors
@@ -114,6 +115,14 @@ def install(app: Flask) -> None:
             response = app.make_response(response)
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError):
+        # The database did not answer (down, restarting, connection dropped): a 503 to retry,
+        # and the pool has already discarded the broken connection.
+        log.error("database unavailable", extra={"request_id": g.get("request_id"), **failure_fields(exc)})
+        return error_response(errors.ServiceUnavailable("The database is not answering; try again shortly.",
+                                                        retry_after=5))
 
     @app.errorhandler(Exception)
     def unhandled(exc: Exception):

@@ -24,3 +24,13 @@ def test_readyz_is_503_when_the_database_does_not_answer(make_app):
     body = problem(response, 503, "service_unavailable")
     assert "database" in body["detail"]
     assert "Retry-After" in response.headers
+
+
+def test_a_request_while_the_database_is_down_is_503_not_500(make_app):
+    from tests.actions import PASSWORD
+    from tests.servers import free_port
+
+    app = make_app(DATABASE_URL=f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    response = app.test_client().post("/auth/login", json={"email": "a@example.com", "password": PASSWORD})
+    problem(response, 503, "service_unavailable")
+    assert response.headers["Retry-After"] == "5"
