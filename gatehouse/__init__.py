@@ -53,6 +53,7 @@ def _configure_extensions(app: Flask) -> None:
         JWT_TOKEN_LOCATION=["headers"],
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=config["ACCESS_TOKEN_TTL"]),
         JWT_ENCODE_NBF=False,
+        JWT_COOKIE_CSRF_PROTECT=False,  # tokens travel only in the Authorization header
     )
     if config["TRUSTED_PROXIES"]:
         hops = config["TRUSTED_PROXIES"]

@@ -18,7 +18,9 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+# Rows stay loaded after a commit: a reply is built from what the request just wrote, without
+# reloading every attribute (services that write with UPDATE statements refresh what they return).
+db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING), session_options={"expire_on_commit": False})
 migrate = Migrate()
 jwt = JWTManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])

@@ -121,3 +121,9 @@ def test_a_token_stops_working_when_the_account_is_disabled(app, api):
         db.session.execute(update(User).values(disabled=True))
         db.session.commit()
     problem(api.get("/auth/me", token=token), 401, "token_revoked")
+
+
+def test_access_tokens_carry_no_claims_beyond_the_contract(api):
+    claims = claims_of(api.register()["tokens"]["accessToken"])
+    # flask-jwt-extended's own "fresh" flag is the only addition; no cookie CSRF value, no nbf.
+    assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh"}

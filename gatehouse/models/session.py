@@ -55,3 +55,6 @@ class RefreshToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     spent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    # Lets one flush write a new session and its first token in the right order.
+    session: Mapped[Session] = relationship(lazy="raise")

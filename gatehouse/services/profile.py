@@ -114,17 +114,6 @@ def _apply(user: User, patch: ProfilePatch, now: datetime) -> list[str]:
     return changed
 
 
-def _commit_keeping_state() -> None:
-    """Commit without expiring the loaded rows: the reply then shows the user exactly as this change
-    left it (its version and ETag), never a concurrent writer's later state."""
-    session = db.session()
-    previous, session.expire_on_commit = session.expire_on_commit, False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = previous
-
-
 def update_profile(user_id: str, patch: ProfilePatch, *, expected_version: int | None, now: datetime) -> User:
     """PATCH /users/me. A change bumps `version` by exactly one and publishes `entity:updated`;
     a patch that changes nothing writes nothing. 412 when `expected_version` is stale."""
@@ -139,7 +128,9 @@ def update_profile(user_id: str, patch: ProfilePatch, *, expected_version: int |
         db.session.rollback()
         return user
     try:
-        _commit_keeping_state()
+        # Loaded rows are not expired by the commit (gatehouse.extensions): the reply shows the user
+        # exactly as this change left it, never a concurrent writer's later state.
+        db.session.commit()
     except IntegrityError:
         # The only unique column a profile change touches is the case-folded username.
         db.session.rollback()

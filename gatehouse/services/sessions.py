@@ -50,12 +50,11 @@ def upsert_device(user_id: str, params: DeviceParams, now: datetime) -> str:
 def start(user: User, device: DeviceParams | None, *, ip_address: str | None, user_agent: str | None,
           now: datetime, kind: str = "api") -> Session:
     """A new session (added, not committed) with an absolute expiry of REFRESH_TOKEN_TTL."""
-    device_id = upsert_device(user.id, device, now) if device is not None else None
-    session = Session(id=new_id(), user_id=user.id, device_id=device_id, kind=kind, created_at=now,
+    device_row = db.session.get(Device, upsert_device(user.id, device, now)) if device is not None else None
+    session = Session(id=new_id(), user_id=user.id, device=device_row, kind=kind, created_at=now,
                       last_seen_at=now, expires_at=now + timedelta(seconds=setting("REFRESH_TOKEN_TTL")),
                       ip_address=(ip_address or "")[:45] or None, user_agent=(user_agent or "")[:512] or None)
-    db.session.add(session)
-    db.session.flush()
+    db.session.add(session)  # written with the rest of the sign-in at its commit
     return session
 
 

@@ -43,7 +43,7 @@ def access_token(user: User, session: Session, now: datetime) -> tuple[str, date
 def issue(user: User, session: Session, now: datetime) -> TokenPair:
     """A new access token and a new refresh token of the session's family (added, not committed)."""
     refresh = new_refresh_token()
-    db.session.add(RefreshToken(session_id=session.id, token_hash=sha256_hex(refresh), created_at=now))
+    db.session.add(RefreshToken(session=session, token_hash=sha256_hex(refresh), created_at=now))
     token, expires_at = access_token(user, session, now)
     return TokenPair(token, refresh, now, expires_at, session.expires_at)
 
