@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
@@ -37,16 +38,26 @@ def is_postgres() -> bool:
     return db.engine.dialect.name == "postgresql"
 
 
+READY_TIMEOUT = 1.0
+_probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="readyz")
+
+
+def _select_one(engine) -> bool:
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET statement_timeout = 1000"))
+        conn.execute(text("SELECT 1"))
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("RESET statement_timeout"))
+    return True
+
+
 def database_ready() -> bool:
-    """True when the database answers a trivial query within about a second."""
+    """True when the database answers a trivial query within a second, connecting included
+    (an unreachable host would otherwise hold the probe for the whole connect time-out)."""
+    probe = _probes.submit(_select_one, db.engine)
     try:
-        with db.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SET statement_timeout = 1000"))
-            conn.execute(text("SELECT 1"))
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("RESET statement_timeout"))
-        return True
+        return probe.result(timeout=READY_TIMEOUT)
     except Exception:
         return False
 

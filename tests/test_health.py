@@ -34,3 +34,35 @@ def test_a_request_while_the_database_is_down_is_503_not_500(make_app):
     response = app.test_client().post("/auth/login", json={"email": "a@example.com", "password": PASSWORD})
     problem(response, 503, "service_unavailable")
     assert response.headers["Retry-After"] == "5"
+
+
+def test_readyz_answers_within_its_time_limit_when_the_database_hangs(make_app):
+    """A server that accepts the connection but never answers: 503 after about a second."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def hold():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                pass
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        app = make_app(DATABASE_URL=f"postgresql://nobody@127.0.0.1:{silent.getsockname()[1]}/none")
+        problem(app.test_client().get("/readyz"), 503, "service_unavailable")
+    finally:
+        stop.set()
+        holder.join()
+        for conn in accepted:
+            conn.close()
+        silent.close()
