@@ -178,3 +178,9 @@ class SessionsResult(Out):
 
 class DevicesResult(Out):
     devices: list[DeviceOut]
+
+
+class JwksResult(Out):
+    """RFC 7517 JWK Set: the public keys that verify access tokens (empty with HS256)."""
+
+    keys: list[dict[str, str]]

@@ -15,6 +15,7 @@ from gatehouse.params import Email, Params, Password, email_key, parse
 users = AppGroup("users", help="Manage accounts.")
 outbox = AppGroup("outbox", help="Deliver queued mail.")
 idempotency = AppGroup("idempotency", help="Maintain stored Idempotency-Key responses.")
+keys = AppGroup("keys", help="Access-token signing keys.")
 
 
 class AdminParams(Params):
@@ -84,7 +85,20 @@ def idempotency_purge() -> None:
     click.echo(f"purged {keys} idempotency keys and {counters} sign-in counters")
 
 
+@keys.command("generate")
+@click.option("--alg", "algorithm", type=click.Choice(["ES256", "EdDSA", "RS256"]), default="ES256",
+              show_default=True, help="Signing algorithm of the new key.")
+def keys_generate(algorithm: str) -> None:
+    """Print a new private signing key (PEM) for JWT_PRIVATE_KEY."""
+    from gatehouse.security.keys import generate
+
+    click.echo(generate(algorithm), nl=False)
+    click.echo(f"Set JWT_PRIVATE_KEY to this PEM (in .env, write its newlines as \\n) to sign access tokens "
+               f"with {algorithm}; its public half is served at /.well-known/jwks.json.", err=True)
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(outbox)
     app.cli.add_command(idempotency)
+    app.cli.add_command(keys)
