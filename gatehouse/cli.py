@@ -16,6 +16,7 @@ users = AppGroup("users", help="Manage accounts.")
 outbox = AppGroup("outbox", help="Deliver queued mail.")
 idempotency = AppGroup("idempotency", help="Maintain stored Idempotency-Key responses.")
 keys = AppGroup("keys", help="Access-token signing keys.")
+MAX_PURGE_DAYS = 365_000  # beyond this the cut-off date leaves the calendar
 
 
 class AdminParams(Params):
@@ -61,6 +62,23 @@ def create_admin(email: str, password: str) -> None:
     except GatehouseError as err:
         fail(describe(err))
     click.echo(f"created admin {user.email} ({user.id})")
+
+
+@users.command("purge")
+@click.option("--older-than", "days", required=True, metavar="DAYS",
+              help="Remove accounts soft-deleted more than this many days ago (0: every soft-deleted account).")
+def users_purge(days: str) -> None:
+    """Hard-delete soft-deleted accounts and every row keyed by them."""
+    from datetime import timedelta
+
+    from gatehouse.services.admin import purge_deleted_users
+
+    if not (days.isascii() and days.isdigit()):
+        fail(f"--older-than must be a whole number of days, 0 or more (got {days!r})")
+    if int(days) > MAX_PURGE_DAYS:
+        fail(f"--older-than must be at most {MAX_PURGE_DAYS} days (got {days})")
+    removed = purge_deleted_users(timedelta(days=int(days)), now=now())
+    click.echo(f"purged {removed} account{'' if removed == 1 else 's'} soft-deleted more than {int(days)} days ago")
 
 
 @outbox.command("work")
