@@ -232,10 +232,12 @@ def test_patch_changes_the_fields_bumps_the_version_once_and_broadcasts(app, api
 
 def test_a_partial_subscription_patch_keeps_the_rest_and_null_clears_the_period_end(app, api, admin, member):
     path = f"/admin/users/{member['id']}"
-    api.patch(path, {"subscription": {"tier": "plus", "currentPeriodEnd": "2027-01-01T00:00:00Z"}}, token=admin["token"])
-    user = api.patch(path, {"subscription": {"status": "past_due"}}, token=admin["token"]).get_json()["user"]
-    assert user["subscription"] == {"tier": "plus", "status": "past_due", "currentPeriodEnd": "2027-01-01T00:00:00.000Z"}
-    user = api.patch(path, {"subscription": {"currentPeriodEnd": None}}, token=admin["token"]).get_json()["user"]
+    token = admin["token"]
+    api.patch(path, {"subscription": {"tier": "plus", "currentPeriodEnd": "2027-01-01T00:00:00Z"}}, token=token)
+    user = api.patch(path, {"subscription": {"status": "past_due"}}, token=token).get_json()["user"]
+    assert user["subscription"] == {"tier": "plus", "status": "past_due",
+                                    "currentPeriodEnd": "2027-01-01T00:00:00.000Z"}
+    user = api.patch(path, {"subscription": {"currentPeriodEnd": None}}, token=token).get_json()["user"]
     assert user["subscription"]["currentPeriodEnd"] is None and user["version"] == 4
     with app.app_context():
         assert db.session.get(Subscription, member["id"]).current_period_end is None
@@ -353,7 +355,8 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(app, api, admin,
     def demote(token: str, target: str):
         client = app.test_client()
         barrier.wait(timeout=30)
-        statuses.append(client.patch(f"/admin/users/{target}", json={"role": "user"}, headers=bearer(token)).status_code)
+        response = client.patch(f"/admin/users/{target}", json={"role": "user"}, headers=bearer(token))
+        statuses.append(response.status_code)
 
     threads = [threading.Thread(target=demote, args=(admin["token"], second["id"])),
                threading.Thread(target=demote, args=(second["token"], admin["id"]))]
