@@ -37,6 +37,16 @@ def _path(rule: str) -> str:
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
 
 
+def _query_parameters(model) -> list[dict]:
+    if model is None:
+        return []
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", ()))
+    return [{"name": name, "in": "query", "required": name in required,
+             "schema": {k: v for k, v in prop.items() if k != "title"}}
+            for name, prop in schema["properties"].items()]
+
+
 @lru_cache(maxsize=1)
 def document() -> dict:
     models = []
@@ -75,6 +85,7 @@ def document() -> dict:
                            for name in re.findall(r"{([^}]+)}", path)],
             "responses": responses,
         }
+        operation["parameters"] += _query_parameters(op.query)
         operation["parameters"] += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
                                     for name in op.headers]
         if op.method in WRITES:

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Callable
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response, g, request
 from pydantic import BaseModel
 
 from api.body import read_json
 from api.idempotency import idempotent
 from api.limits import limited
-from gatehouse.params import Empty, Params, parse
+from gatehouse.params import Empty, Params, parse, parse_query
 
 
 @dataclass
@@ -45,9 +45,10 @@ def reply(model: BaseModel | None, status: int = 200, headers: dict | None = Non
 
 
 def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: dict,
-             body: type[Params] | None = None, auth: bool = False, errors: tuple[int, ...] = (),
-             headers: tuple[str, ...] = ()) -> Callable:
-    """Declare a JSON endpoint. The view gets `params` (the parsed body) when `body` is given;
+             body: type[Params] | None = None, query: type[Params] | None = None, auth: bool = False,
+             errors: tuple[int, ...] = (), headers: tuple[str, ...] = ()) -> Callable:
+    """Declare a JSON endpoint. The view gets `params` (the parsed body) when `body` is given,
+    and `query` (the parsed query string, unknown parameters refused) when `query` is given;
     with `auth`, `g.auth` holds the caller (see api.auth). Writes honour Idempotency-Key
     (api.idempotency); rules listed in api.limits get their rate limits."""
 
@@ -60,6 +61,8 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
                 g.auth = authenticate()
 
             def run():
+                if query is not None:
+                    kwargs["query"] = parse_query(query, request.args.to_dict(flat=False))
                 data = read_json()
                 if body is not None:
                     kwargs["params"] = parse(body, {} if data is None else data)
@@ -71,7 +74,7 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
 
         bp.add_url_rule(rule, view.__name__, limited(rule, handler), methods=[method])
         OPERATIONS.append(Operation(rule=rule, method=method, endpoint=f"{bp.name}.{view.__name__}",
-                                    summary=summary, body=body, responses=responses, auth=auth,
+                                    summary=summary, body=body, query=query, responses=responses, auth=auth,
                                     tag=bp.name, extra_errors=errors, headers=headers))
         return handler
 

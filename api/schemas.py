@@ -178,3 +178,30 @@ class SessionsResult(Out):
 
 class DevicesResult(Out):
     devices: list[DeviceOut]
+
+
+class JwksResult(Out):
+    """RFC 7517 JWK Set: the public keys that verify access tokens (empty with HS256)."""
+
+    keys: list[dict[str, str]]
+
+
+class AdminUserOut(UserOut):
+    """The user as admins see it: with the account state that the admin API changes."""
+
+    disabled: bool
+    deleted_at: Timestamp | None
+
+    @classmethod
+    def of(cls, user: User) -> AdminUserOut:
+        base = UserOut.of(user)
+        return cls.model_construct(**dict(base), disabled=user.disabled, deleted_at=user.deleted_at)
+
+
+class AdminUserResult(Out):
+    user: AdminUserOut
+
+
+class AdminUsersResult(Out):
+    users: list[AdminUserOut]
+    next_cursor: str | None

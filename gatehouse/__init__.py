@@ -55,6 +55,10 @@ def _configure_extensions(app: Flask) -> None:
         JWT_ENCODE_NBF=False,
         JWT_COOKIE_CSRF_PROTECT=False,  # tokens travel only in the Authorization header
     )
+    signing = config["JWT_SIGNING_KEY"]
+    if signing is not None:  # JWT_PRIVATE_KEY: its algorithm only, verified with its public half
+        config.update(JWT_PRIVATE_KEY=signing.private_key, JWT_PUBLIC_KEY=signing.public_key,
+                      JWT_ALGORITHM=signing.algorithm, JWT_DECODE_ALGORITHMS=[signing.algorithm])
     if config["TRUSTED_PROXIES"]:
         hops = config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)

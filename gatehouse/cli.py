@@ -15,6 +15,8 @@ from gatehouse.params import Email, Params, Password, email_key, parse
 users = AppGroup("users", help="Manage accounts.")
 outbox = AppGroup("outbox", help="Deliver queued mail.")
 idempotency = AppGroup("idempotency", help="Maintain stored Idempotency-Key responses.")
+keys = AppGroup("keys", help="Access-token signing keys.")
+MAX_PURGE_DAYS = 365_000  # beyond this the cut-off date leaves the calendar
 
 
 class AdminParams(Params):
@@ -62,6 +64,23 @@ def create_admin(email: str, password: str) -> None:
     click.echo(f"created admin {user.email} ({user.id})")
 
 
+@users.command("purge")
+@click.option("--older-than", "days", required=True, metavar="DAYS",
+              help="Remove accounts soft-deleted more than this many days ago (0: every soft-deleted account).")
+def users_purge(days: str) -> None:
+    """Hard-delete soft-deleted accounts and every row keyed by them."""
+    from datetime import timedelta
+
+    from gatehouse.services.admin import purge_deleted_users
+
+    if not (days.isascii() and days.isdigit()):
+        fail(f"--older-than must be a whole number of days, 0 or more (got {days!r})")
+    if int(days) > MAX_PURGE_DAYS:
+        fail(f"--older-than must be at most {MAX_PURGE_DAYS} days (got {days})")
+    removed = purge_deleted_users(timedelta(days=int(days)), now=now())
+    click.echo(f"purged {removed} account{'' if removed == 1 else 's'} soft-deleted more than {int(days)} days ago")
+
+
 @outbox.command("work")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def outbox_work(once: bool) -> None:
@@ -84,7 +103,20 @@ def idempotency_purge() -> None:
     click.echo(f"purged {keys} idempotency keys and {counters} sign-in counters")
 
 
+@keys.command("generate")
+@click.option("--alg", "algorithm", type=click.Choice(["ES256", "EdDSA", "RS256"]), default="ES256",
+              show_default=True, help="Signing algorithm of the new key.")
+def keys_generate(algorithm: str) -> None:
+    """Print a new private signing key (PEM) for JWT_PRIVATE_KEY."""
+    from gatehouse.security.keys import generate
+
+    click.echo(generate(algorithm), nl=False)
+    click.echo(f"Set JWT_PRIVATE_KEY to this PEM (in .env, write its newlines as \\n) to sign access tokens "
+               f"with {algorithm}; its public half is served at /.well-known/jwks.json.", err=True)
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(users)
     app.cli.add_command(outbox)
     app.cli.add_command(idempotency)
+    app.cli.add_command(keys)

@@ -122,6 +122,18 @@ def development_secret(instance_path: Path) -> str:
     return key
 
 
+def _signing_key(pem: str | None):
+    """The asymmetric access-token key of JWT_PRIVATE_KEY, or None for HS256 from SECRET_KEY."""
+    if not pem:
+        return None
+    from gatehouse.security import keys
+
+    try:
+        return keys.load(pem)
+    except keys.UnusableKey as exc:
+        raise ConfigError(f"JWT_PRIVATE_KEY is unusable: {exc}") from None
+
+
 def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
     """Read every setting of the contract from ``environ`` and return Flask config keys."""
     values = {}
@@ -164,6 +176,7 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
     values["DEFAULT_REGION"] = region
     if values["OUTBOX_INLINE"] is None:
         values["OUTBOX_INLINE"] = not production
+    values["JWT_SIGNING_KEY"] = _signing_key(values["JWT_PRIVATE_KEY"])
     if values["HASH_CONCURRENCY"] is None:
         workers = values["WEB_CONCURRENCY"] or 1
         values["HASH_CONCURRENCY"] = max(1, (os.cpu_count() or 1) // workers)

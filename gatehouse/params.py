@@ -9,6 +9,7 @@ import re
 import unicodedata
 import uuid
 from functools import lru_cache
+from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
@@ -280,3 +281,77 @@ class ResetPasswordParams(Params):
 
 class VerifyEmailParams(Params):
     code: Code
+
+
+def parse_query(model: type[Params], args: dict[str, list[str]]) -> Params:
+    """Query-string parameters into `model`: each given at most once, an empty value counts as
+    absent, and strings convert to the field's type ("20" -> 20, "true" -> True)."""
+    repeated = [name for name, values in args.items() if len(values) > 1]
+    if repeated:
+        raise ValidationFailed(errors=[{"field": name, "message": "must be given at most once"} for name in repeated])
+    data = {name: values[0] for name, values in args.items() if values and values[0] != ""}
+    try:
+        return model.model_validate(data, strict=False)
+    except ValidationError as exc:
+        errors = [dict(zip(("field", "message"), _clean_message(e, model.read_only)))
+                  for e in exc.errors(include_url=False, include_input=False)]
+        raise ValidationFailed(errors=errors) from None
+
+
+# ---- admin (/admin/users) ----------------------------------------------------------------------
+
+def _timestamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 timestamp such as 2026-01-31T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError("must name its time zone (Z for UTC)")
+    return parsed.astimezone(timezone.utc)
+
+
+Timestamp = Annotated[str, Field(max_length=40), AfterValidator(_timestamp)]
+
+
+def _refuse_null(value):
+    if value is None:
+        raise ValueError("must not be null")
+    return value
+
+
+class AdminUsersQuery(Params):
+    """GET /admin/users. Hidden users are listed only with showStatus=hidden (and then only they);
+    soft-deleted users only with includeDeleted=true (then with the others)."""
+
+    q: Annotated[str, Field(min_length=1, max_length=320)] | None = None
+    show_status: Literal["visible", "hidden"] = "visible"
+    include_deleted: bool = False
+    cursor: Annotated[str, Field(max_length=512)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class SubscriptionPatch(Params):
+    tier: Literal["free", "plus", "pro"] | None = None
+    status: Literal["active", "trialing", "past_due", "canceled"] | None = None
+    current_period_end: Timestamp | None = None  # null clears it
+
+    _not_null = field_validator("tier", "status", mode="before")(_refuse_null)
+
+    def given(self, name: str) -> bool:
+        return name in self.model_fields_set
+
+
+class AdminUserPatch(Params):
+    read_only: ClassVar[frozenset[str]] = frozenset({
+        "id", "email", "emailVerified", "username", "displayName", "avatarUrl", "region", "currency", "locale",
+        "timezone", "preferences", "version", "createdAt", "updatedAt", "lastLoginAt", "deletedAt"})
+
+    show_status: Literal["visible", "hidden"] | None = None
+    role: Literal["user", "admin"] | None = None
+    disabled: bool | None = None
+    subscription: SubscriptionPatch | None = None
+
+    _not_null = field_validator("show_status", "role", "disabled", "subscription", mode="before")(_refuse_null)
+
+    def given(self, name: str) -> bool:
+        return name in self.model_fields_set

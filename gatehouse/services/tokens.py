@@ -30,8 +30,10 @@ class TokenPair:
 
 def access_token(user: User, session: Session, now: datetime) -> tuple[str, datetime]:
     expires_at = now + timedelta(seconds=setting("ACCESS_TOKEN_TTL"))
+    signing = setting("JWT_SIGNING_KEY")
     token = create_access_token(
         identity=user.id,
+        additional_headers={"kid": signing.kid} if signing is not None else None,
         additional_claims={
             "sid": session.id, "jti": new_id(), "iat": now, "exp": expires_at,
             "role": user.role, "region": user.region, "currency": user.currency,
@@ -55,8 +57,10 @@ def decode_access(token: str) -> dict:
     every authenticated request); flask-jwt-extended issues the tokens.
     """
     config = current_app.config
+    signing = config["JWT_SIGNING_KEY"]
+    key = signing.public_key if signing is not None else config["JWT_SECRET_KEY"]
     try:
-        claims = pyjwt.decode(token, config["JWT_SECRET_KEY"], algorithms=config["JWT_DECODE_ALGORITHMS"],
+        claims = pyjwt.decode(token, key, algorithms=config["JWT_DECODE_ALGORITHMS"],
                               options={"require": list(REQUIRED_CLAIMS)})
     except pyjwt.ExpiredSignatureError:
         raise TokenExpired() from None
