@@ -3,7 +3,8 @@ params objects and services they feed (gatehouse.params, gatehouse.services), ne
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, HiddenField, IntegerField, PasswordField, SelectField, StringField
+from wtforms import (BooleanField, EmailField, HiddenField, IntegerField, PasswordField, SelectChoice, SelectField,
+                     StringField)
 
 from gatehouse.regions import REGIONS
 
@@ -54,8 +55,8 @@ class ResetPasswordForm(FlaskForm):
     new_password = _password("New password", "new-password")
 
 
-def _region_choices() -> list[tuple[str, str]]:
-    return [(region.code, f"{region.name} ({region.code})") for region in REGIONS.values()]
+def _region_choices() -> list[SelectChoice]:
+    return [SelectChoice(region.code, f"{region.name} ({region.code})") for region in REGIONS.values()]
 
 
 class VersionedForm(FlaskForm):
@@ -77,7 +78,8 @@ class PreferencesForm(VersionedForm):
     notifications_email = BooleanField("Email notifications")
     notifications_push = BooleanField("Push notifications")
     notifications_digest = SelectField("Digest email", validate_choice=False,
-                                       choices=[("off", "Off"), ("daily", "Daily"), ("weekly", "Weekly")])
+                                       choices=[SelectChoice("off", "Off"), SelectChoice("daily", "Daily"),
+                                                SelectChoice("weekly", "Weekly")])
     ai_enabled = BooleanField("AI features")
     ai_model = _text("AI model", spellcheck="false")
     ai_data_sharing = BooleanField("Share my data to improve AI features")
