@@ -76,12 +76,17 @@ def resume(session_id: str | None, now: datetime) -> Caller:
     """The caller of a session named by its id alone (the portal's signed cookie holds nothing else):
     TokenRevoked unless the session is live and its account active."""
     session_id = row_id(session_id) if isinstance(session_id, str) else None
-    found = session_id and db.session.execute(
+    if session_id is None:
+        raise TokenRevoked()
+    found = db.session.execute(
         select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
     ).unique().one_or_none()
-    if not found or not found[0].live(now) or not found[1].active:
+    if found is None:
         raise TokenRevoked()
-    return Caller(user=found[1], session=found[0], claims={})
+    session, user = found
+    if not session.live(now) or not user.active:
+        raise TokenRevoked()
+    return Caller(user=user, session=session, claims={})
 
 
 def touch(session: Session, now: datetime) -> None:
