@@ -32,7 +32,7 @@ def login():
 @guests_only
 def login_submit():
     form = LoginForm()
-    identifier = entered(form.identifier)
+    identifier = entered(form.identifier)  # one box for both: a username never contains "@"
     body = given(password=form.password.data, **{"email" if "@" in identifier else "username": identifier})
     try:
         result = accounts.login(parse(LoginParams, body), now=now(), kind="portal", **signin.client())

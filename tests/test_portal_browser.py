@@ -66,8 +66,13 @@ def page(server):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport=PHONE, base_url=server)
         tab = context.new_page()
-        tab.refused = []  # what the Content-Security-Policy blocked
-        tab.on("console", lambda message: "Content Security Policy" in message.text and tab.refused.append(message.text))
+        tab.refused = []  # what the Content-Security-Policy blocked, as Chromium reports it on the console
+
+        def console(message) -> None:
+            if "Content Security Policy" in message.text:
+                tab.refused.append(message.text)
+
+        tab.on("console", console)
         try:
             yield tab
         finally:
