@@ -2,7 +2,8 @@
 address, shared by every path in AUTH_PATHS.
 
 `api.routing.endpoint` puts the bucket on each endpoint whose rule is listed here, so an endpoint
-added later joins it by being listed. The client address is `request.remote_addr`, which ProxyFix
+added later joins it by being listed; the portal's forms of the same four use cases (AUTH_FORMS,
+their POSTs) join it the same way. The client address is `request.remote_addr`, which ProxyFix
 corrects from `X-Forwarded-For` only when TRUSTED_PROXIES > 0. Every response of a listed path
 carries flask-limiter's `X-RateLimit-Limit`, `-Remaining`, `-Reset` (epoch) and `-Reset-After`
 (seconds) headers; a breach is 429 `rate_limited` with `Retry-After`. `Retry-After` is only ever
@@ -23,13 +24,14 @@ from gatehouse.web import error_response
 
 AUTH_LIMIT = "10 per minute"
 AUTH_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password"})
+AUTH_FORMS = frozenset({"/login", "/register", "/forgot-password", "/reset-password"})
 
 auth_bucket = limiter.shared_limit(AUTH_LIMIT, scope="auth", key_func=get_remote_address)
 
 
 def limited(rule: str, view: Callable) -> Callable:
     """The view with the rate limits its rule is subject to."""
-    return auth_bucket(view) if rule in AUTH_PATHS else view
+    return auth_bucket(view) if rule in AUTH_PATHS or rule in AUTH_FORMS else view
 
 
 def _exceeded(_: RateLimitExceeded):

@@ -1,4 +1,16 @@
 """The HTML account portal: Flask-WTF forms over the same service functions as the JSON API."""
+from datetime import timedelta
+
 from flask import Blueprint
 
 bp = Blueprint("portal", __name__)
+
+
+@bp.record_once
+def _cookie_lifetime(state) -> None:
+    # The signed cookie is permanent and lives as long as the Gatehouse session it names.
+    app = state.app
+    app.permanent_session_lifetime = timedelta(seconds=app.config["REFRESH_TOKEN_TTL"])
+
+
+from portal import account_pages, auth_pages, security_pages, signin  # noqa: E402,F401  (routes register on bp)

@@ -68,11 +68,12 @@ def new_user(*, email: str, password: str, now: datetime, username: str | None =
 
 
 def register(params: RegisterParams, *, ip_address: str | None, user_agent: str | None,
-             now: datetime) -> SignIn:
+             now: datetime, kind: str = "api") -> SignIn:
     user = new_user(email=params.email, password=params.password, now=now, username=params.username,
                     display_name=params.display_name, region=params.region, currency=params.currency,
                     locale=params.locale, timezone=params.timezone)
-    session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now)
+    session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now,
+                             kind=kind)
     pair = tokens.issue(user, session, now)
     from gatehouse.services.recovery import mail_verification_code
 

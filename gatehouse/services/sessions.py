@@ -72,6 +72,23 @@ def authenticate(access_token: str, now: datetime) -> Caller:
     return Caller(user=user, session=session, claims=claims)
 
 
+def resume(session_id: str | None, now: datetime) -> Caller:
+    """The caller of a session named by its id alone (the portal's signed cookie holds nothing else):
+    TokenRevoked unless the session is live and its account active."""
+    session_id = row_id(session_id) if isinstance(session_id, str) else None
+    if session_id is None:
+        raise TokenRevoked()
+    found = db.session.execute(
+        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
+    ).unique().one_or_none()
+    if found is None:
+        raise TokenRevoked()
+    session, user = found
+    if not session.live(now) or not user.active:
+        raise TokenRevoked()
+    return Caller(user=user, session=session, claims={})
+
+
 def touch(session: Session, now: datetime) -> None:
     """Renew lastSeenAt, at most once a minute so that reads stay cheap."""
     if now - session.last_seen_at >= TOUCH_INTERVAL:

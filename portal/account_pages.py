@@ -1,0 +1,97 @@
+"""/account (profile) and /account/preferences: forms turned into update_profile's patch."""
+from __future__ import annotations
+
+from flask import flash, redirect, url_for
+from pydantic.alias_generators import to_camel
+
+from gatehouse import preferences
+from gatehouse.clock import now
+from gatehouse.errors import GatehouseError, NotFound, PreconditionFailed
+from gatehouse.models import User
+from gatehouse.params import ProfilePatch, parse
+from gatehouse.services import profile
+from portal import bp
+from portal.forms import PreferencesForm, ProfileForm, VersionedForm
+from portal.pages import form_post, page, refused
+from portal.signin import caller, signed_in_only
+
+PROFILE_FIELDS = ("username", "display_name", "avatar_url", "region", "currency", "locale", "timezone")
+# Emptying one of these clears it (null in the patch); the others always hold a value.
+CLEARABLE = frozenset({"username", "display_name", "avatar_url"})
+PREFERENCE_FIELDS = {"notifications": ("email", "push", "digest"), "ai": ("enabled", "model", "data_sharing"),
+                     "focus": ("default_minutes", "break_minutes", "daily_goal_minutes")}
+
+
+def profile_patch(form: ProfileForm, user: User) -> dict:
+    """Only what the form changed, so that a new region alone takes its default currency."""
+    patch = {}
+    for name in PROFILE_FIELDS:
+        value = (form[name].data or "").strip()
+        if value == (getattr(user, name) or ""):
+            continue
+        if value or name in CLEARABLE:
+            patch[to_camel(name)] = value or None
+    return patch
+
+
+def preferences_patch(form: PreferencesForm) -> dict:
+    return {"preferences": {section: {to_camel(name): form[f"{section}_{name}"].data for name in names}
+                            for section, names in PREFERENCE_FIELDS.items()}}
+
+
+def expected_version(form: VersionedForm) -> int | None:
+    return int(form.version.data) if (form.version.data or "").isdigit() else None
+
+
+def save(form: VersionedForm, patch: dict, template: str, page_endpoint: str):
+    """update_profile with the version the page showed; a change made elsewhere meanwhile reloads the page."""
+    try:
+        params = parse(ProfilePatch, patch)
+        profile.update_profile(caller().user.id, params, expected_version=expected_version(form), now=now())
+    except PreconditionFailed:
+        flash("Your profile was changed elsewhere in the meantime. Here it is as it is now; "
+              "make your change again.", "error")
+        return redirect(url_for(page_endpoint))
+    except GatehouseError as err:
+        return refused(template, form, err)
+    flash("Your changes are saved.", "success")
+    return redirect(url_for(page_endpoint))
+
+
+@bp.get("/account", endpoint="profile")
+@signed_in_only
+def profile_page():
+    user = caller().user
+    form = ProfileForm(version=user.version, **{name: getattr(user, name) for name in PROFILE_FIELDS})
+    return page("profile.html", form=form)
+
+
+@form_post("/account")
+@signed_in_only
+def profile_submit():
+    form = ProfileForm()
+    return save(form, profile_patch(form, caller().user), "profile.html", "portal.profile")
+
+
+@bp.get("/account/preferences", endpoint="preferences")
+@signed_in_only
+def preferences_page():
+    user = caller().user
+    shown = preferences.effective(user.settings.preferences if user.settings else None)
+    values = {f"{section}_{name}": shown[section][to_camel(name)]
+              for section, names in PREFERENCE_FIELDS.items() for name in names}
+    return page("preferences.html", form=PreferencesForm(version=user.version, **values))
+
+
+@form_post("/account/preferences")
+@signed_in_only
+def preferences_submit():
+    form = PreferencesForm()
+    if not form.validate():  # whole numbers that are not numbers at all
+        return page("preferences.html", 422, form=form)
+    return save(form, preferences_patch(form), "preferences.html", "portal.preferences")
+
+
+@bp.route("/account/<path:_>", methods=["GET", "POST"])
+def unknown_account_page(_: str):
+    raise NotFound("There is no such page.")

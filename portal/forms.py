@@ -1,0 +1,99 @@
+"""The portal's forms: fields, labels and autocomplete hints only. Every rule is checked by the
+params objects and services they feed (gatehouse.params, gatehouse.services), never here."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, EmailField, HiddenField, IntegerField, PasswordField, SelectChoice, SelectField,
+                     StringField)
+
+from gatehouse.regions import REGIONS
+
+
+def _text(label: str, autocomplete: str = "off", **attrs) -> StringField:
+    return StringField(label, render_kw={"autocomplete": autocomplete, **attrs})
+
+
+def _password(label: str, autocomplete: str) -> PasswordField:
+    return PasswordField(label, render_kw={"autocomplete": autocomplete})
+
+
+def _email(label: str = "Email address") -> EmailField:
+    return EmailField(label, render_kw={"autocomplete": "email", "spellcheck": "false"})
+
+
+def _code() -> StringField:
+    return _text("Code from the email", "one-time-code", inputmode="numeric", maxlength="6", spellcheck="false")
+
+
+class LoginForm(FlaskForm):
+    aliases = {"email": "identifier", "username": "identifier"}
+    identifier = _text("Email or username", "username", spellcheck="false", autocapitalize="none")
+    password = _password("Password", "current-password")
+
+
+class RegisterForm(FlaskForm):
+    email = _email()
+    password = _password("Password", "new-password")
+    username = _text("Username", "username", spellcheck="false", autocapitalize="none")
+    display_name = _text("Display name", "name")
+
+
+class VerifyEmailForm(FlaskForm):
+    code_fields = {"invalid_code": "code"}
+    code = _code()
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = _email()
+
+
+class ResetPasswordForm(FlaskForm):
+    aliases = {"password": "new_password"}
+    code_fields = {"invalid_code": "code"}
+    email = _email()
+    code = _code()
+    new_password = _password("New password", "new-password")
+
+
+def _region_choices() -> list[SelectChoice]:
+    return [SelectChoice(region.code, f"{region.name} ({region.code})") for region in REGIONS.values()]
+
+
+class VersionedForm(FlaskForm):
+    # The profile version the page showed: a change made elsewhere since is not overwritten.
+    version = HiddenField()
+
+
+class ProfileForm(VersionedForm):
+    username = _text("Username", "username", spellcheck="false", autocapitalize="none")
+    display_name = _text("Display name", "name")
+    avatar_url = _text("Avatar URL", "url", type="url", spellcheck="false")
+    region = SelectField("Region", choices=_region_choices, validate_choice=False)
+    currency = _text("Currency", autocapitalize="characters", maxlength="3", spellcheck="false")
+    locale = _text("Language (locale)", spellcheck="false")
+    timezone = _text("Time zone", spellcheck="false")
+
+
+class PreferencesForm(VersionedForm):
+    notifications_email = BooleanField("Email notifications")
+    notifications_push = BooleanField("Push notifications")
+    notifications_digest = SelectField("Digest email", validate_choice=False,
+                                       choices=[SelectChoice("off", "Off"), SelectChoice("daily", "Daily"),
+                                                SelectChoice("weekly", "Weekly")])
+    ai_enabled = BooleanField("AI features")
+    ai_model = _text("AI model", spellcheck="false")
+    ai_data_sharing = BooleanField("Share my data to improve AI features")
+    focus_default_minutes = IntegerField("Focus session (minutes)")
+    focus_break_minutes = IntegerField("Break (minutes)")
+    focus_daily_goal_minutes = IntegerField("Daily focus goal (minutes)")
+
+
+class PasswordChangeForm(FlaskForm):
+    code_fields = {"invalid_credentials": "current_password"}
+    current_password = _password("Current password", "current-password")
+    new_password = _password("New password", "new-password")
+
+
+class DeleteAccountForm(FlaskForm):
+    code_fields = {"invalid_credentials": "password"}
+    password = _password("Password", "current-password")

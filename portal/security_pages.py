@@ -1,0 +1,86 @@
+"""/account/security: password change, sessions and devices (each with its own revoke form), account deletion."""
+from __future__ import annotations
+
+from flask import flash, redirect, url_for
+
+from gatehouse.clock import now
+from gatehouse.errors import GatehouseError, NotFound
+from gatehouse.params import DeleteAccountParams, PasswordChangeParams, parse
+from gatehouse.services import devices, profile, sessions
+from portal import bp, signin
+from portal.forms import DeleteAccountForm, PasswordChangeForm
+from portal.pages import form_post, given, page, refuse, status_of
+from portal.signin import caller, signed_in_only
+
+
+def security_page(status: int = 200, **forms):
+    """The page with its lists as they are now, and any form that was refused in place of a fresh one."""
+    who = caller()
+    return page("security.html", status,
+                sessions=sessions.live_of_user(who.user.id, now()), current_id=who.session.id,
+                devices=devices.of_user(who.user.id),
+                password_form=forms.get("password_form") or PasswordChangeForm(),
+                delete_form=forms.get("delete_form") or DeleteAccountForm())
+
+
+def refused_here(name: str, form, err: GatehouseError):
+    refuse(form, err)
+    status, headers = status_of(err)
+    body, status = security_page(status, **{name: form})
+    return body, status, headers
+
+
+@bp.get("/account/security", endpoint="security")
+@signed_in_only
+def security():
+    return security_page()
+
+
+@form_post("/account/security/password")
+@signed_in_only
+def change_password():
+    form = PasswordChangeForm()
+    body = given(currentPassword=form.current_password.data, newPassword=form.new_password.data)
+    try:
+        revoked = profile.update_password(caller(), parse(PasswordChangeParams, body), now=now())
+    except GatehouseError as err:
+        return refused_here("password_form", form, err)
+    others = f" {len(revoked)} other session(s) were signed out." if revoked else ""
+    flash(f"Your password was changed.{others}", "success")
+    return redirect(url_for("portal.security"))
+
+
+@form_post("/account/security/sessions/<session_id>/revoke")
+@signed_in_only
+def revoke_session(session_id: str):
+    if not sessions.revoke_one(caller().user.id, session_id, now()):
+        raise NotFound("No such session.")
+    if session_id == caller().session.id:
+        signin.end()
+        flash("You signed out of this browser.", "success")
+        return redirect(url_for("portal.login"))
+    flash("The session was signed out.", "success")
+    return redirect(url_for("portal.security"))
+
+
+@form_post("/account/security/devices/<device_id>/forget")
+@signed_in_only
+def forget_device(device_id: str):
+    if not devices.forget(caller().user.id, device_id, now()):
+        raise NotFound("No such device.")
+    flash("The device was removed and its sessions signed out.", "success")
+    return redirect(url_for("portal.security"))
+
+
+@form_post("/account/security/delete")
+@signed_in_only
+def delete_account():
+    form = DeleteAccountForm()
+    try:
+        params = parse(DeleteAccountParams, given(password=form.password.data))
+        profile.delete_account(caller(), params.password, now=now())
+    except GatehouseError as err:
+        return refused_here("delete_form", form, err)
+    signin.end()
+    flash("Your account was deleted.", "success")
+    return redirect(url_for("portal.login"))

@@ -1,0 +1,140 @@
+"""The portal in a real browser: headless Chromium (Debian's) driven over its DevTools protocol by
+Playwright, against gunicorn serving the app as in production. Screenshots go to the test's temp dir."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+from tests.actions import PASSWORD
+from tests.servers import free_port
+from tests.smtp import code_in, mail_settings, smtp_sink  # noqa: F401
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parent.parent
+PHONE = {"width": 375, "height": 812}
+VERIFY = "Confirm your email address"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)"),
+    # One leg is enough here: the pages are the same on both, and the client-side tests cover both.
+    pytest.mark.parametrize("leg", ["sqlite"], indirect=True),
+]
+
+
+@pytest.fixture
+def server(make_config, smtp_sink, tmp_path):
+    """gunicorn on a free loopback port, mail delivered inline to the SMTP sink; its base URL."""
+    port = free_port()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOST": "127.0.0.1", "PORT": str(port),
+           "WEB_CONCURRENCY": "1", **make_config(**mail_settings(smtp_sink, OUTBOX_INLINE="1"))}
+    log = open(tmp_path / "gunicorn.log", "wb")
+    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urlopen(f"{base}/healthz", timeout=1):
+                    break
+            except OSError:
+                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=PHONE, base_url=server)
+        tab = context.new_page()
+        tab.refused = []  # what the Content-Security-Policy blocked, as Chromium reports it on the console
+
+        def console(message) -> None:
+            if "Content Security Policy" in message.text:
+                tab.refused.append(message.text)
+
+        tab.on("console", console)
+        try:
+            yield tab
+        finally:
+            browser.close()
+
+
+def fits_the_phone(page) -> None:
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"{page.url} scrolls sideways: {width} px wide"
+
+
+def register(page, smtp_sink, email: str) -> None:
+    page.goto("/register")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    page.wait_for_url("**/verify-email")
+    deadline = time.monotonic() + 10
+    while not smtp_sink.to(email, VERIFY) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    page.get_by_label("Code from the email").fill(code_in(smtp_sink.to(email, VERIFY)[-1]))
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_url("**/account")
+
+
+def test_registration_lands_on_the_code_page_and_then_the_account(page, smtp_sink, tmp_path):
+    page.goto("/register")
+    page.get_by_label("Email address").fill("browser@example.com")
+    page.get_by_label("Password").fill("short")
+    page.get_by_role("button", name="Create account").click()
+    assert page.get_by_role("alert").is_visible()
+    assert "at least 12 characters" in page.locator("#password-error").inner_text()
+
+    register(page, smtp_sink, "browser@example.com")
+    assert page.get_by_role("heading", name="Profile").is_visible()
+    assert "Your email address is verified." in page.get_by_role("status").inner_text()
+    page.screenshot(path=tmp_path / "account.png", full_page=True)
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/login")
+    page.get_by_label("Email or username").fill("browser@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/account")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert page.refused == []
+
+
+def test_every_page_fits_a_375_px_phone(page, smtp_sink, tmp_path):
+    for path in ("/register", "/forgot-password", "/reset-password", "/login"):
+        page.goto(path)
+        fits_the_phone(page)
+    page.screenshot(path=tmp_path / "login.png", full_page=True)
+    page.get_by_role("button", name="Sign in").click()  # an empty form: errors in words, still no sideways scroll
+    assert page.get_by_role("alert").is_visible()
+    fits_the_phone(page)
+    page.screenshot(path=tmp_path / "login-refused.png", full_page=True)
+
+    register(page, smtp_sink, "phone-with-a-rather-long-address@example.com")
+    for path in ("/account", "/account/preferences", "/account/security"):
+        page.goto(path)
+        fits_the_phone(page)
+    page.screenshot(path=tmp_path / "security.png", full_page=True)
+    assert page.refused == []
