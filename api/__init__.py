@@ -4,4 +4,4 @@ from flask import Blueprint
 bp = Blueprint("api", __name__)
 
 # Routes register themselves on bp.
-from api import auth_routes, meta, recovery_routes, users_routes  # noqa: E402,F401
+from api import auth_routes, meta, recovery_routes, users_routes, ws_routes  # noqa: E402,F401
