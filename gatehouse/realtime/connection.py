@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from simple_websocket import ConnectionClosed
 
 from gatehouse import errors
+from gatehouse.web import failure_fields
 from gatehouse.clock import now as clock_now
 from gatehouse.extensions import db
 from gatehouse.models.types import new_id
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_REVOKED = 4401
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
 _REVOKE = object()
 _GOING_AWAY = object()
 
@@ -75,48 +77,53 @@ class Connection:
     # ---- the connection's own thread -----------------------------------------------------------
 
     def run(self) -> None:
-        presence = self.hub.presence
-        now = clock_now()
-        last_active = presence.opened(self.user_id, self.id, now)
-        next_recheck = now + self.timing.recheck
-        next_heartbeat = now + self.timing.heartbeat
-        next_settle = self._settle_at(last_active, now)
         try:
-            while True:
-                now = clock_now()
-                if now >= self.expires_at:
-                    raise Revoked()
-                if not self._warned and now >= self.expires_at - self.timing.expiry_warning:
-                    self._warned = True
-                    self.send("token:expiring", {"expiresAt": iso_z(self.expires_at)})
-                if now >= next_recheck:
-                    self.hub.check_live(self.session_id, now)
-                    next_recheck = now + self.timing.recheck
-                if now >= next_heartbeat:
-                    presence.roster.hold(self.user_id, self.id, now)
-                    next_heartbeat = now + self.timing.heartbeat
-                if next_settle is not None and now >= next_settle:
-                    next_settle = self._settle_at(presence.settle(self.user_id, now), now)
-                deadlines = [self.expires_at, next_recheck, next_heartbeat]
-                if not self._warned:
-                    deadlines.append(self.expires_at - self.timing.expiry_warning)
-                if next_settle is not None:
-                    deadlines.append(next_settle)
-                self._wake.wait(max(0.0, (min(deadlines) - clock_now()).total_seconds()))
-                self._wake.clear()
-                while (frame := self.ws.receive(timeout=0)) is not None:
-                    if self.handle(frame):
-                        next_settle = clock_now() + presence.idle
-                self._flush()
+            self._serve()
         except Revoked:
             self._end_revoked()
         except GoingAway:
             self._close(CLOSE_GOING_AWAY, "server shutting down")
         except ConnectionClosed:
             pass
+        except Exception as exc:  # the database failing, say: the client reconnects later
+            log.error("websocket connection failed", extra=failure_fields(exc))
+            self._close(CLOSE_INTERNAL_ERROR, "internal error")
         finally:
             db.session.remove()
-            self.hub.release(self)
+
+    def _serve(self) -> None:
+        presence = self.hub.presence
+        now = clock_now()
+        last_active = presence.opened(self.user_id, self.id, now)
+        next_recheck = now + self.timing.recheck
+        next_heartbeat = now + self.timing.heartbeat
+        next_settle = self._settle_at(last_active, now)
+        while True:
+            now = clock_now()
+            if now >= self.expires_at:
+                raise Revoked()
+            if not self._warned and now >= self.expires_at - self.timing.expiry_warning:
+                self._warned = True
+                self.send("token:expiring", {"expiresAt": iso_z(self.expires_at)})
+            if now >= next_recheck:
+                self.hub.check_live(self.session_id, now)
+                next_recheck = now + self.timing.recheck
+            if now >= next_heartbeat:
+                presence.roster.hold(self.user_id, self.id, now)
+                next_heartbeat = now + self.timing.heartbeat
+            if next_settle is not None and now >= next_settle:
+                next_settle = self._settle_at(presence.settle(self.user_id, now), now)
+            deadlines = [self.expires_at, next_recheck, next_heartbeat]
+            if not self._warned:
+                deadlines.append(self.expires_at - self.timing.expiry_warning)
+            if next_settle is not None:
+                deadlines.append(next_settle)
+            self._wake.wait(max(0.0, (min(deadlines) - clock_now()).total_seconds()))
+            self._wake.clear()
+            while (frame := self.ws.receive(timeout=0)) is not None:
+                if self.handle(frame):
+                    next_settle = clock_now() + presence.idle
+            self._flush()
 
     def _settle_at(self, last_active: datetime | None, now: datetime) -> datetime | None:
         """When this connection next looks whether the user went idle (None: already idle)."""

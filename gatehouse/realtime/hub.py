@@ -3,16 +3,23 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import logging
+
 from flask import Flask, current_app
 
+from gatehouse.clock import now
 from gatehouse.config import MAX_BODY_BYTES
+from gatehouse.extensions import db
 from gatehouse.errors import TokenRevoked
 from gatehouse.realtime.bridge import LocalBridge, RedisBridge
 from gatehouse.realtime.bus import bus
-from gatehouse.realtime.connection import CLOSE_REVOKED, Connection, Revoked, Timing
+from gatehouse.realtime.connection import Connection, Revoked, Timing
 from gatehouse.realtime.presence import Presence, Roster
 from gatehouse.realtime.registry import Registry
 from gatehouse.services import sessions, ws_tickets
+from gatehouse.web import failure_fields
+
+log = logging.getLogger(__name__)
 
 EXTENSION = "gatehouse.realtime"
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -37,13 +44,16 @@ class Hub:
         if not self.registry.add(conn):
             ws.close(CLOSE_TRY_AGAIN_LATER, "too many connections")
             return
-        conn.run()
-
-    def release(self, conn: Connection) -> None:
-        from gatehouse.clock import now
-
-        self.registry.remove(conn)
-        self.presence.closed(conn.user_id, conn.id, now())
+        try:
+            conn.run()
+        finally:
+            self.registry.remove(conn)
+            try:
+                self.presence.closed(conn.user_id, conn.id, now())
+            except Exception as exc:  # presence is best effort; the socket is gone either way
+                log.warning("presence not announced", extra=failure_fields(exc))
+            finally:
+                db.session.remove()
 
     @staticmethod
     def authenticate(access_token: str, now: datetime) -> sessions.Caller:
@@ -72,4 +82,3 @@ def hub() -> Hub:
     return current_app.extensions[EXTENSION]
 
 
-__all__ = ["CLOSE_REVOKED", "Hub", "hub", "install"]
