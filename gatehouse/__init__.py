@@ -86,6 +86,9 @@ def _configure_extensions(app: Flask) -> None:
         client = redis_client(config["REDIS_URL"])
         app.extensions["gatehouse.redis"] = client
         app.extensions["gatehouse.redis_ready"] = lambda: redis_ready(client)
+    from gatehouse.realtime import hub  # deferred: it needs the services, which need the models
+
+    hub.install(app)
 
 
 def _configure_limiter(app: Flask) -> None:

@@ -64,6 +64,12 @@ SETTINGS = (
     Setting("MAIL_TIMEOUT", "30", "positive_int"),
     Setting("JWT_PRIVATE_KEY", None),
     Setting("WEB_CONCURRENCY", None, "positive_int"),
+    Setting("WS_CONNECTIONS", "64", "positive_int"),
+    Setting("WS_TICKET_TTL", "60", "positive_int"),
+    Setting("WS_PING_SECONDS", "25", "positive_int"),
+    Setting("WS_EXPIRY_WARNING_SECONDS", "60", "positive_int"),
+    Setting("WS_RECHECK_SECONDS", "30", "positive_int"),
+    Setting("WS_IDLE_SECONDS", "300", "positive_int"),
     Setting("LOG_LEVEL", "INFO"),
 )
 

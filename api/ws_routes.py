@@ -1,0 +1,65 @@
+"""GET /ws (CONTRACT §6): the handshake is authenticated before any upgrade; POST /auth/ws-ticket."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, g, request, session
+
+from api import bp
+from api.auth import bearer_token, caller
+from api.routing import endpoint, reply
+from api.schemas import Out, Timestamp
+from gatehouse.clock import now
+from gatehouse.errors import Forbidden, ServiceUnavailable, TokenInvalid
+from gatehouse.extensions import sock
+from gatehouse.realtime.hub import hub
+from gatehouse.services import sessions, ws_tickets
+from gatehouse.services.runtime import setting
+
+realtime = Blueprint("realtime", __name__)
+
+
+class WsTicketResult(Out):
+    ticket: str
+    expires_at: Timestamp
+
+
+@endpoint(bp, "/auth/ws-ticket", "POST", auth=True, responses={201: WsTicketResult},
+          summary="A single-use ticket, valid 60 s, that opens /ws for this session (browsers)")
+def ws_ticket():
+    ticket, expires_at = ws_tickets.issue(caller(), now())
+    return reply(WsTicketResult.model_construct(ticket=ticket, expires_at=expires_at), 201)
+
+
+@realtime.before_request
+def handshake():
+    """Who opens the socket, decided on the plain HTTP request: a refusal is a problem+json response
+    and no WebSocket is ever opened. The connection's credential lapses with the access token
+    (bearer), with a fresh access token's lifetime (ticket), or with the portal session."""
+    if hub().registry.full():
+        raise ServiceUnavailable("This process holds as many WebSockets as it can; try again shortly.",
+                                 retry_after=5)
+    moment = now()
+    if request.headers.get("Authorization"):
+        who = sessions.authenticate(bearer_token(), moment)
+        g.ws = who, datetime.fromtimestamp(who.claims["exp"], timezone.utc)
+    elif request.args.get("ticket"):
+        lifetime = timedelta(seconds=setting("ACCESS_TOKEN_TTL"))
+        g.ws = ws_tickets.redeem(request.args["ticket"], moment), moment + lifetime
+    elif session.get("sid"):
+        if request.headers.get("Origin") != f"{request.scheme}://{request.host}":
+            raise Forbidden("A portal session opens /ws only from the service's own origin.")
+        who = ws_tickets.live_caller(session["sid"], moment, kind="portal")
+        g.ws = who, who.session.expires_at
+    else:
+        raise TokenInvalid("Open /ws with Authorization: Bearer <accessToken>, a ?ticket= from "
+                           "POST /auth/ws-ticket, or the portal's session cookie.")
+
+
+@sock.route("/ws", bp=realtime)
+def ws(socket):
+    who, expires_at = g.ws
+    hub().serve(socket, who, expires_at)
+
+
+bp.register_blueprint(realtime)

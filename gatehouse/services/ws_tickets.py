@@ -1,0 +1,50 @@
+"""WebSocket tickets: issue one for a session, redeem it once (POST /auth/ws-ticket, GET /ws?ticket=)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+
+from gatehouse.errors import TokenInvalid, TokenRevoked
+from gatehouse.extensions import db
+from gatehouse.models import Session, User, WsTicket
+from gatehouse.security.tokens import new_ticket, sha256_hex
+from gatehouse.services.runtime import setting
+from gatehouse.services.sessions import Caller
+
+
+def issue(caller: Caller, now: datetime) -> tuple[str, datetime]:
+    """A new ticket for the caller's session, stored only as its hash; expired tickets are swept."""
+    ticket = new_ticket()
+    expires_at = now + timedelta(seconds=setting("WS_TICKET_TTL"))
+    db.session.execute(delete(WsTicket).where(WsTicket.expires_at <= now))
+    db.session.add(WsTicket(ticket_hash=sha256_hex(ticket), session_id=caller.session.id, expires_at=expires_at))
+    db.session.commit()
+    return ticket, expires_at
+
+
+def redeem(ticket: str, now: datetime) -> Caller:
+    """Spend a ticket in one atomic statement (two concurrent uses: one wins), then check its session."""
+    session_id = db.session.execute(
+        update(WsTicket)
+        .where(WsTicket.ticket_hash == sha256_hex(ticket), WsTicket.used_at.is_(None), WsTicket.expires_at > now)
+        .values(used_at=now)
+        .returning(WsTicket.session_id)
+    ).scalar_one_or_none()
+    db.session.commit()
+    if session_id is None:
+        raise TokenInvalid("The ticket is invalid, used or expired.")
+    return live_caller(session_id, now)
+
+
+def live_caller(session_id: str, now: datetime, kind: str | None = None) -> Caller:
+    """The caller of a live session of an active user (of this kind, when given); TokenRevoked otherwise."""
+    found = db.session.execute(
+        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
+    ).unique().one_or_none()
+    if found is None:
+        raise TokenRevoked()
+    session, user = found
+    if not session.live(now) or not user.active or (kind is not None and session.kind != kind):
+        raise TokenRevoked()
+    return Caller(user=user, session=session, claims={})
