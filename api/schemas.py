@@ -8,12 +8,9 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from gatehouse import preferences
+from gatehouse.clock import iso_z
 from gatehouse.models import Device, Session, User
 from gatehouse.services.tokens import TokenPair
-
-
-def iso_z(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]

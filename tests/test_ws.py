@@ -355,7 +355,7 @@ def test_unknown_or_malformed_frames_get_an_error_frame_and_the_socket_stays(ser
 
 
 def test_token_expiring_then_4401_when_the_token_is_not_renewed(serve):
-    server = serve(ACCESS_TOKEN_TTL=3, WS_EXPIRY_WARNING_SECONDS=2)
+    server = serve(ACCESS_TOKEN_TTL=6, WS_EXPIRY_WARNING_SECONDS=4)
     token = server.register()["tokens"]["accessToken"]
     sock = server.connect(token=token)
     warning = sock.next_event("token:expiring")
@@ -366,12 +366,14 @@ def test_token_expiring_then_4401_when_the_token_is_not_renewed(serve):
 
 
 def test_session_renew_moves_the_connection_onto_a_fresh_token(serve):
-    server = serve(ACCESS_TOKEN_TTL=4, WS_EXPIRY_WARNING_SECONDS=3)
+    # Wide margins: the first token must outlive the refresh and the renewal even on a loaded machine.
+    server = serve(ACCESS_TOKEN_TTL=10, WS_EXPIRY_WARNING_SECONDS=8)
     auth = server.register()
     first = auth["tokens"]["accessToken"]
     sock = server.connect(token=first)
-    sock.next_event("token:expiring")  # a second after connecting
-    time.sleep(max(0.0, 1.1 - (datetime.now(timezone.utc) - (expiry(first) - timedelta(seconds=4))).total_seconds()))
+    sock.next_event("token:expiring")  # two seconds after connecting
+    # Token expiries have whole-second resolution: refresh in a later second than the first was issued.
+    time.sleep(max(0.0, 1.1 - (datetime.now(timezone.utc) - (expiry(first) - timedelta(seconds=10))).total_seconds()))
     refreshed = server.call("POST", "/auth/refresh", json={"refreshToken": auth["tokens"]["refreshToken"]})
     fresh = refreshed.json()["tokens"]["accessToken"]
     assert expiry(fresh) > expiry(first)

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta, timezone
 from simple_websocket import ConnectionClosed
 
 from gatehouse import errors
-from gatehouse.web import failure_fields
+from gatehouse.clock import iso_z
 from gatehouse.clock import now as clock_now
 from gatehouse.extensions import db
 from gatehouse.models.types import new_id
-from gatehouse.realtime.presence import iso_z
+from gatehouse.web import failure_fields
 
 log = logging.getLogger(__name__)
 

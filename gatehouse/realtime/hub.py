@@ -16,7 +16,7 @@ from gatehouse.realtime.bus import bus
 from gatehouse.realtime.connection import Connection, Revoked, Timing
 from gatehouse.realtime.presence import Presence, Roster
 from gatehouse.realtime.registry import Registry
-from gatehouse.services import sessions, ws_tickets
+from gatehouse.services import sessions
 from gatehouse.web import failure_fields
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class Hub:
     @staticmethod
     def check_live(session_id: str, now: datetime) -> None:
         try:
-            ws_tickets.live_caller(session_id, now)
+            sessions.live_caller(session_id, now)
         except TokenRevoked:
             raise Revoked() from None
 

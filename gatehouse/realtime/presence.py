@@ -15,16 +15,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 
+from gatehouse.clock import iso_z
 from gatehouse.extensions import db
 from gatehouse.models import Session, User
 from gatehouse.realtime.bus import publish
 from gatehouse.realtime.registry import ADMINS, Registry
 
 log = logging.getLogger(__name__)
-
-
-def iso_z(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 class Roster:

@@ -58,23 +58,14 @@ def start(user: User, device: DeviceParams | None, *, ip_address: str | None, us
     return session
 
 
-def authenticate(access_token: str, now: datetime) -> Caller:
-    """Verify an access token and that its session is live: one indexed look-up."""
-    claims = tokens.decode_access(access_token)
-    found = db.session.execute(
-        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == claims["sid"])
-    ).unique().one_or_none()
-    if found is None:
-        raise TokenRevoked()
-    session, user = found
-    if session.user_id != claims["sub"] or not session.live(now) or not user.active:
-        raise TokenRevoked()
-    return Caller(user=user, session=session, claims=claims)
+def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = None, kind: str | None = None,
+                claims: dict | None = None) -> Caller:
+    """The caller behind a session id: one indexed look-up of the session and its account.
 
-
-def resume(session_id: str | None, now: datetime) -> Caller:
-    """The caller of a session named by its id alone (the portal's signed cookie holds nothing else):
-    TokenRevoked unless the session is live and its account active."""
+    TokenRevoked unless the session exists, is live, belongs to `user_id` and is of `kind` (when
+    given), and its account is active. Every way in (access token, portal cookie, WebSocket
+    ticket) goes through here, so revocation means the same thing everywhere.
+    """
     session_id = row_id(session_id) if isinstance(session_id, str) else None
     if session_id is None:
         raise TokenRevoked()
@@ -84,9 +75,21 @@ def resume(session_id: str | None, now: datetime) -> Caller:
     if found is None:
         raise TokenRevoked()
     session, user = found
-    if not session.live(now) or not user.active:
+    if (not session.live(now) or not user.active or (user_id is not None and session.user_id != user_id)
+            or (kind is not None and session.kind != kind)):
         raise TokenRevoked()
-    return Caller(user=user, session=session, claims={})
+    return Caller(user=user, session=session, claims=claims or {})
+
+
+def authenticate(access_token: str, now: datetime) -> Caller:
+    """Verify an access token and that its session is live."""
+    claims = tokens.decode_access(access_token)
+    return live_caller(claims["sid"], now, user_id=claims["sub"], claims=claims)
+
+
+def resume(session_id: str | None, now: datetime) -> Caller:
+    """The caller of a portal sign-in, named by the session id its signed cookie holds."""
+    return live_caller(session_id, now, kind="portal")
 
 
 def touch(session: Session, now: datetime) -> None:

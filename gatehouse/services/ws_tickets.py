@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, update
 
-from gatehouse.errors import TokenInvalid, TokenRevoked
+from gatehouse.errors import TokenInvalid
 from gatehouse.extensions import db
-from gatehouse.models import Session, User, WsTicket
+from gatehouse.models import WsTicket
 from gatehouse.security.tokens import new_ticket, sha256_hex
 from gatehouse.services.runtime import setting
-from gatehouse.services.sessions import Caller
+from gatehouse.services.sessions import Caller, live_caller
 
 
 def issue(caller: Caller, now: datetime) -> tuple[str, datetime]:
@@ -35,16 +35,3 @@ def redeem(ticket: str, now: datetime) -> Caller:
     if session_id is None:
         raise TokenInvalid("The ticket is invalid, used or expired.")
     return live_caller(session_id, now)
-
-
-def live_caller(session_id: str, now: datetime, kind: str | None = None) -> Caller:
-    """The caller of a live session of an active user (of this kind, when given); TokenRevoked otherwise."""
-    found = db.session.execute(
-        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
-    ).unique().one_or_none()
-    if found is None:
-        raise TokenRevoked()
-    session, user = found
-    if not session.live(now) or not user.active or (kind is not None and session.kind != kind):
-        raise TokenRevoked()
-    return Caller(user=user, session=session, claims={})
