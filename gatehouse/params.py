@@ -42,16 +42,20 @@ def _clean_message(error: dict, read_only: frozenset[str]) -> tuple[str, str]:
     return field, message
 
 
-def parse(model: type[Params], data: Any) -> Params:
-    if not isinstance(data, dict):
-        raise ValidationFailed("The request body must be a JSON object.",
-                               errors=[{"field": "body", "message": "must be a JSON object"}])
+def _validate(model: type[Params], data: dict, *, strict: bool) -> Params:
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=strict)
     except ValidationError as exc:
         errors = [dict(zip(("field", "message"), _clean_message(e, model.read_only)))
                   for e in exc.errors(include_url=False, include_input=False)]
         raise ValidationFailed(errors=errors) from None
+
+
+def parse(model: type[Params], data: Any) -> Params:
+    if not isinstance(data, dict):
+        raise ValidationFailed("The request body must be a JSON object.",
+                               errors=[{"field": "body", "message": "must be a JSON object"}])
+    return _validate(model, data, strict=True)
 
 
 # ---- field types -------------------------------------------------------------------------------
@@ -290,12 +294,7 @@ def parse_query(model: type[Params], args: dict[str, list[str]]) -> Params:
     if repeated:
         raise ValidationFailed(errors=[{"field": name, "message": "must be given at most once"} for name in repeated])
     data = {name: values[0] for name, values in args.items() if values and values[0] != ""}
-    try:
-        return model.model_validate(data, strict=False)
-    except ValidationError as exc:
-        errors = [dict(zip(("field", "message"), _clean_message(e, model.read_only)))
-                  for e in exc.errors(include_url=False, include_input=False)]
-        raise ValidationFailed(errors=errors) from None
+    return _validate(model, data, strict=False)  # query strings carry only text: "10" may be a number
 
 
 # ---- admin (/admin/users) ----------------------------------------------------------------------
