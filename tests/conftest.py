@@ -6,11 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from gatehouse import create_app
 from gatehouse.extensions import db
 from tests.servers import Postgres, Redis, postgres_bin, redis_bin
+
+# Fixtures of these modules are available to every test: smtp_sink, serve and server.
+pytest_plugins = ["tests.smtp", "tests.live_server"]
 
 PG_BIN = postgres_bin()
 REDIS_BIN = redis_bin()

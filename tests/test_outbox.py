@@ -18,7 +18,7 @@ from gatehouse.models import OutboxMessage
 from gatehouse.outbox import enqueue
 from gatehouse.outbox.transport import classify
 from gatehouse.outbox.worker import backoff
-from tests.smtp import Sink, code_in, deliver, mail_settings, smtp_sink  # noqa: F401
+from tests.smtp import Sink, code_in, deliver, mail_settings
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,4 @@
 """Password policy (CONTRACT §1), argon2id parameters, rehashing and the hashing cap."""
-import threading
 import unicodedata
 
 import pytest

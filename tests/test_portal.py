@@ -13,7 +13,7 @@ from gatehouse.extensions import db
 from gatehouse.models import Session, User
 from gatehouse.web import HTML_CSP
 from tests.actions import PASSWORD, Api, bearer
-from tests.smtp import deliver, last_code, mail_settings, smtp_sink  # noqa: F401
+from tests.smtp import deliver, last_code, mail_settings
 
 VERIFY = "Confirm your email address"
 RESET = "Reset your Gatehouse password"

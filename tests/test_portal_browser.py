@@ -2,19 +2,14 @@
 Playwright, against gunicorn serving the app as in production. Screenshots go to the test's temp dir."""
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
 
 from tests.actions import PASSWORD
-from tests.servers import free_port
-from tests.smtp import code_in, mail_settings, smtp_sink  # noqa: F401
+from tests.smtp import code_in, mail_settings
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -32,30 +27,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def server(make_config, smtp_sink, tmp_path):
+def server(serve, smtp_sink):
     """gunicorn on a free loopback port, mail delivered inline to the SMTP sink; its base URL."""
-    port = free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOST": "127.0.0.1", "PORT": str(port),
-           "WEB_CONCURRENCY": "1", **make_config(**mail_settings(smtp_sink, OUTBOX_INLINE="1"))}
-    log = open(tmp_path / "gunicorn.log", "wb")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urlopen(f"{base}/healthz", timeout=1):
-                    break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(20)
-        log.close()
+    return serve(**mail_settings(smtp_sink, OUTBOX_INLINE="1")).url
 
 
 @pytest.fixture

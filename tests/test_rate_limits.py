@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -16,10 +12,9 @@ import time_machine
 
 from api.limits import AUTH_PATHS
 from gatehouse.clock import now
-from gatehouse.extensions import db
 from tests.actions import PASSWORD, problem
 from tests.conftest import POSTGRES_LEG, REDIS_BIN
-from tests.servers import Redis, _wait_port, free_port
+from tests.servers import Redis
 
 ROOT = Path(__file__).resolve().parent.parent
 _emails = itertools.count(1)
@@ -152,51 +147,25 @@ def test_redis_stopping_mid_way_keeps_requests_limited_and_never_500(make_app):
 
 # ---- two gunicorn processes sharing the bucket through Redis -----------------------------------------
 
-def gunicorn(config: dict, port: int, log) -> subprocess.Popen:
-    env = {**os.environ, **config, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "2",
-           "WEB_THREADS": "2", "OUTBOX_INLINE": "0"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", "2", "-b", f"127.0.0.1:{port}",
-         "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True)
-
-
-def worker_pids(master: subprocess.Popen) -> set[int]:
-    found = subprocess.run(["pgrep", "-P", str(master.pid)], capture_output=True, text=True).stdout.split()
-    return {int(pid) for pid in found}
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not POSTGRES_LEG, reason="needs PostgreSQL and Redis")
 @pytest.mark.parametrize("leg", ["postgres"], indirect=True)
-def test_gunicorn_processes_share_the_bucket_through_redis(make_config, tmp_path):
-    config = make_config(RATELIMIT_ENABLED="1")
-    assert config["REDIS_URL"]
-    ports = [free_port(), free_port()]
-    log = open(tmp_path / "gunicorn.log", "wb")
-    servers = [gunicorn(config, port, log) for port in ports]
-    try:
-        for port in ports:
-            _wait_port(port, timeout=30)
-        for server in servers:
-            deadline = time.monotonic() + 10
-            while len(worker_pids(server)) < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert len(worker_pids(server)) == 2  # -w 2: four worker processes in all
-        statuses = []
-        with requests.Session() as http:
-            for n in range(12):
-                port = ports[n % 2]  # alternate between the two servers: no process sees more than six
-                response = http.post(f"http://127.0.0.1:{port}/auth/login", timeout=10,
-                                     json={"email": f"user{n}@example.com", "password": "not the password"})
-                statuses.append(response.status_code)
-                if response.status_code == 429:
-                    assert response.json()["code"] == "rate_limited"
-                    assert int(response.headers["Retry-After"]) >= 1
-        assert statuses == [401] * 10 + [429, 429]
-    finally:
-        for server in servers:
-            os.killpg(server.pid, signal.SIGTERM)
-        for server in servers:
-            server.wait(20)
-        log.close()
+def test_gunicorn_processes_share_the_bucket_through_redis(serve, make_config):
+    assert make_config()["REDIS_URL"]
+    servers = [serve(processes=2, RATELIMIT_ENABLED="1") for _ in range(2)]
+    for server in servers:
+        deadline = time.monotonic() + 10
+        while len(server.worker_pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(server.worker_pids()) == 2  # two processes each: four worker processes in all
+    statuses = []
+    with requests.Session() as http:
+        for n in range(12):
+            server = servers[n % 2]  # alternate between the two servers: no process sees more than six
+            response = http.post(f"{server.url}/auth/login", timeout=10,
+                                 json={"email": f"user{n}@example.com", "password": "not the password"})
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert response.json()["code"] == "rate_limited"
+                assert int(response.headers["Retry-After"]) >= 1
+    assert statuses == [401] * 10 + [429, 429]

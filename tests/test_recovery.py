@@ -12,7 +12,7 @@ from gatehouse.clock import now
 from gatehouse.extensions import db
 from gatehouse.models import OneTimeCode, OutboxMessage, RefreshToken, Session, User
 from tests.actions import PASSWORD, problem
-from tests.smtp import deliver, html_of, last_code, mail_settings, smtp_sink, text_of  # noqa: F401
+from tests.smtp import deliver, html_of, last_code, mail_settings, text_of
 
 NEW_PASSWORD = "a brand new passphrase 42"
 RESET = "Reset your Gatehouse password"

@@ -12,7 +12,7 @@ from gatehouse.extensions import db
 from gatehouse.models import OneTimeCode, OutboxMessage, User
 from gatehouse.realtime.bus import bus
 from tests.actions import problem
-from tests.smtp import deliver, last_code, mail_settings, smtp_sink, text_of  # noqa: F401
+from tests.smtp import deliver, last_code, mail_settings, text_of
 
 VERIFY = "Confirm your email address"
 

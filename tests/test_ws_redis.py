@@ -8,7 +8,6 @@ import pytest
 
 from tests.conftest import REDIS_BIN
 from tests.servers import Redis
-from tests.test_ws import serve  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
