@@ -19,6 +19,9 @@ log = logging.getLogger("gatehouse")
 access_log = logging.getLogger("gatehouse.access")
 
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# The longest path any request may name: what idempotency_keys.path stores. gunicorn's own request
+# line limit (4094 bytes, answered 414 problem+json by gunicorn.conf.py) backs this guard up.
+MAX_PATH_LENGTH = 2048
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 HTML_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
@@ -74,6 +77,8 @@ def install(app: Flask) -> None:
         g.started = time.perf_counter()
         sent = request.headers.get("X-Request-Id", "")
         g.request_id = sent if REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex
+        if len(request.path) > MAX_PATH_LENGTH:
+            raise errors.UriTooLong()
 
     @app.after_request
     def finish(response):
