@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gatehouse import web
 from gatehouse.config import ConfigError, load_config
-from gatehouse.database import engine_options, redis_client, redis_ready
+from gatehouse.database import engine_options, install_watchdog, redis_client, redis_ready
 from gatehouse.extensions import csrf, db, jwt, limiter, mail, migrate, sock
 from gatehouse.realtime.bus import EventBus
 from gatehouse.security.passwords import Hasher
@@ -45,7 +45,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 def _configure_extensions(app: Flask) -> None:
     config = app.config
     secret = config["SECRET_KEY"]
-    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"],
+                                                         config["DATABASE_TIMEOUT"])
     config.update(
         JWT_SECRET_KEY=derive_key(secret, "access-token-hs256"),
         JWT_ALGORITHM="HS256",
@@ -64,6 +65,8 @@ def _configure_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
     db.init_app(app)
+    with app.app_context():
+        install_watchdog(db.engine, config["DATABASE_TIMEOUT"])
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     jwt.init_app(app)
     mail.init_app(app)

@@ -11,6 +11,7 @@ import uuid
 from flask import Flask, g, render_template, request
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from gatehouse import errors
@@ -122,7 +123,8 @@ def install(app: Flask) -> None:
         return response
 
     @app.errorhandler(OperationalError)
-    def database_unavailable(exc: OperationalError):
+    @app.errorhandler(PoolTimeout)  # every pooled connection busy for DATABASE_TIMEOUT
+    def database_unavailable(exc: Exception):
         # The database did not answer (down, restarting, connection dropped): a 503 to retry,
         # and the pool has already discarded the broken connection.
         log.error("database unavailable", extra={"request_id": g.get("request_id"), **failure_fields(exc)})
