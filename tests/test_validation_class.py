@@ -3,7 +3,9 @@ normalised, numbers, versions and dates out of range. Each is a clear 4xx on bot
 leaves the database as it was."""
 from __future__ import annotations
 
+import json
 import re
+import socket
 from typing import Annotated
 
 import pytest
@@ -206,3 +208,35 @@ def test_a_params_class_with_an_unbounded_text_or_number_is_refused_at_definitio
         count: Annotated[int, Field(ge=0, le=10)] = 0
 
     assert Bounded.model_validate({"name": "x"}).count == 0
+
+
+# ---- gunicorn's own refusals -------------------------------------------------------------------------
+
+def raw(server, request: bytes) -> tuple[int, dict, dict]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(request)
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, json.loads(body)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("leg", ["sqlite"], indirect=True)  # gunicorn answers before any database is asked
+def test_gunicorn_refusals_are_problem_json(server):
+    cases = [
+        (b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 414),  # the app's guard
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),  # gunicorn's request line limit
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: v\r\n" % n for n in range(101)) + b"\r\n", 431),
+        (b"NOT A REQUEST\r\n\r\n", 400),
+    ]
+    for request, status in cases:
+        got, headers, body = raw(server, request)
+        assert got == status
+        assert headers["Content-Type"] == "application/problem+json"
+        assert (body["status"], body["code"]) == (status, "bad_request")
+        assert "bbbb" not in json.dumps(body) and "aaaa" not in json.dumps(body)  # nothing of the request echoed
