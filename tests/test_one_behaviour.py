@@ -138,3 +138,35 @@ def test_presence_of_a_user_on_both_processes_is_one_roster(serve, app, leg, mak
     assert data["status"] == "offline"
     assert roster_size(app, leg, member_id, redis_url) == 0
     watcher.close()
+
+
+# ---- the database storage itself, on both databases (no Redis) ---------------------------------------
+
+@pytest.mark.parametrize("count", [9, 10, 11, 14])
+def test_concurrent_auth_requests_without_redis_are_counted_exactly(make_app, count):
+    from tests.concurrency import at_once
+
+    app = make_app(RATELIMIT_ENABLED="1", REDIS_URL="")
+    statuses = at_once(app, count, lambda client: client.post(
+        "/auth/login", json={"email": "nobody@example.com", "password": "not the password"}).status_code)
+    assert sorted(statuses) == [401] * min(count, 10) + [429] * max(0, count - 10)
+    with app.app_context():
+        (window,) = db.session.scalars(select(RateLimitWindow)).all()
+        assert len(window.hits) == min(count, 10)
+        db.session.remove()
+
+
+def test_a_window_frees_its_slots_as_its_hits_lapse(make_app):
+    import time_machine
+
+    app = make_app(RATELIMIT_ENABLED="1", REDIS_URL="")
+    client = app.test_client()
+    body = {"email": "nobody@example.com", "password": "not the password"}
+    with time_machine.travel(0, tick=False) as traveller:
+        for second in range(10):
+            traveller.move_to(second)
+            assert client.post("/auth/login", json=body).status_code == 401
+        assert client.post("/auth/login", json=body).status_code == 429
+        traveller.move_to(60.5)  # the first hit (at 0 s) has lapsed: one slot, then full again
+        assert client.post("/auth/login", json=body).status_code == 401
+        assert client.post("/auth/login", json=body).status_code == 429
