@@ -240,3 +240,17 @@ def test_gunicorn_refusals_are_problem_json(server):
         assert headers["Content-Type"] == "application/problem+json"
         assert (body["status"], body["code"]) == (status, "bad_request")
         assert "bbbb" not in json.dumps(body) and "aaaa" not in json.dumps(body)  # nothing of the request echoed
+
+
+def test_a_forwarded_address_longer_than_its_column_still_keys_idempotency(make_app):
+    app = make_app(TRUSTED_PROXIES="1")
+    client = app.test_client()
+    forwarded = {"X-Forwarded-For": "x" * 300, "Idempotency-Key": "long-address"}
+    body = {"email": "nobody@example.com"}
+    first = client.post("/auth/forgot-password", json=body, headers=forwarded)
+    again = client.post("/auth/forgot-password", json=body, headers=forwarded)
+    assert first.status_code == again.status_code == 202
+    assert again.headers["Idempotent-Replayed"] == "true"
+    with app.app_context():
+        (caller,) = db.session.scalars(select(IdempotencyKey.caller)).all()
+        assert caller.startswith("addr:sha256:") and len(caller) <= 80

@@ -3,6 +3,7 @@ REDIS_URL is set, else through a Unix datagram socket per process in a directory
 of one instance (the same database, the same machine and user) share."""
 from __future__ import annotations
 
+import atexit
 import errno
 import hashlib
 import json
@@ -108,8 +109,6 @@ class SiblingBridge:
             self._listener = threading.Thread(target=self._listen_loop, args=(receiver,),
                                               name="gatehouse-bus-siblings", daemon=True)
             self._listener.start()
-            import atexit
-
             atexit.register(self._forget, str(path))
 
     def _listen_loop(self, receiver: socket.socket) -> None:
