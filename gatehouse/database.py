@@ -39,7 +39,10 @@ def engine_options(uri: str, timeout: int) -> dict:
     """`timeout` (DATABASE_TIMEOUT, seconds) bounds connecting, waiting for the pool and each statement."""
     if uri.startswith("sqlite"):
         # sqlite3's timeout is its busy timeout: how long a writer waits for another's lock.
-        return {"pool_timeout": timeout, "connect_args": {"timeout": timeout, "check_same_thread": False}}
+        options = {"connect_args": {"timeout": timeout, "check_same_thread": False}}
+        if uri not in ("sqlite://", "sqlite:///:memory:"):  # an in-memory database has no pool to wait on
+            options["pool_timeout"] = timeout
+        return options
     # No pre-ping (it doubles the round trips of every request); connections are recycled instead,
     # and a connection the server dropped invalidates the pool at its first error (answered 503).
     return {
