@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from gatehouse.instance import owner_only, prepare_sqlite, private_directory
+
 PRODUCTION = "production"
 ENVIRONMENTS = ("development", "production", "test")
 
@@ -113,11 +115,14 @@ def database_uri(url: str | None, instance_path: Path) -> str:
 def development_secret(instance_path: Path) -> str:
     """The generated development secret, created once with a CSPRNG and readable by the owner only."""
     path = instance_path / "secret_key"
+    private_directory(instance_path)
     try:
-        return path.read_text().strip()
+        key = path.read_text().strip()
     except FileNotFoundError:
         pass
-    instance_path.mkdir(parents=True, exist_ok=True)
+    else:
+        owner_only(path)
+        return key
     key = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -187,11 +192,13 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
         workers = values["WEB_CONCURRENCY"] or 1
         values["HASH_CONCURRENCY"] = max(1, (os.cpu_count() or 1) // workers)
 
+    uri = database_uri(values["DATABASE_URL"], instance_path)
+    prepare_sqlite(uri, instance_path)  # migrations, the app and the CLI all come through here
     config = dict(values)
     config.update(
         ENV_NAME=env,
         PRODUCTION=production,
-        SQLALCHEMY_DATABASE_URI=database_uri(values["DATABASE_URL"], instance_path),
+        SQLALCHEMY_DATABASE_URI=uri,
         # One byte more than allowed: a streamed (chunked) body is cut there by werkzeug, and a read
         # that reaches it is known to be too large (api.body), instead of silently truncated.
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1,
