@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import json
-import re
 
 from flask import request
 
 from gatehouse.config import MAX_BODY_BYTES
-from gatehouse.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from gatehouse.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gatehouse.params import refuse_bad_characters
 
 MAX_DEPTH = 32
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 def _refuse_constant(name: str):
@@ -24,23 +23,12 @@ def _no_duplicates(pairs: list) -> dict:
     return result
 
 
-def _check(value, path: str, depth: int) -> None:
-    """Depth limit, and no NUL or lone surrogate anywhere (they break databases and logs)."""
+def _depth(value, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels.")
-    if isinstance(value, str):
-        if _BAD_CHARS.search(value):
-            field = path or "body"
-            raise ValidationFailed(errors=[{"field": field, "message": "must not contain NUL or lone surrogates"}])
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if _BAD_CHARS.search(key):
-                raise ValidationFailed(errors=[{"field": path or "body",
-                                                "message": "keys must not contain NUL or lone surrogates"}])
-            _check(item, f"{path}.{key}" if path else key, depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check(item, f"{path}.{index}" if path else str(index), depth + 1)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        _depth(item, depth + 1)
 
 
 def read_json() -> dict | list | None:
@@ -67,5 +55,6 @@ def read_json() -> dict | list | None:
     except ValueError as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise BadRequest(f"The request body is not valid JSON: {reason}.") from None
-    _check(value, "", 0)
+    _depth(value)
+    refuse_bad_characters(value)  # also in params.parse; here for bodies no params object reads
     return value

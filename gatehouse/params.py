@@ -51,10 +51,32 @@ def _validate(model: type[Params], data: dict, *, strict: bool) -> Params:
         raise ValidationFailed(errors=errors) from None
 
 
+# NUL and lone surrogates break databases and logs: refused in every text of every surface.
+BAD_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+BAD_CHARACTERS_MESSAGE = "must not contain NUL or lone surrogates"
+
+
+def refuse_bad_characters(value: Any, path: str = "") -> None:
+    """ValidationFailed naming the first field whose text (or key) holds a NUL or a lone surrogate."""
+    if isinstance(value, str):
+        if BAD_CHARACTERS.search(value):
+            raise ValidationFailed(errors=[{"field": path or "body", "message": BAD_CHARACTERS_MESSAGE}])
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and BAD_CHARACTERS.search(key):
+                raise ValidationFailed(errors=[{"field": path or "body", "message": "keys " + BAD_CHARACTERS_MESSAGE}])
+            refuse_bad_characters(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            refuse_bad_characters(item, f"{path}.{index}" if path else str(index))
+
+
 def parse(model: type[Params], data: Any) -> Params:
+    """The JSON API, the portal and the CLI all parse through here: one set of rules for every surface."""
     if not isinstance(data, dict):
         raise ValidationFailed("The request body must be a JSON object.",
                                errors=[{"field": "body", "message": "must be a JSON object"}])
+    refuse_bad_characters(data)
     return _validate(model, data, strict=True)
 
 
@@ -86,12 +108,18 @@ def username_key(username: str) -> str:
     return unicodedata.normalize("NFKC", username).casefold()
 
 
+# Control (Cc), format (Cf: bidirectional overrides and isolates, zero-width spaces and joiners, soft
+# hyphen, tags) and line or paragraph separators: invisible or reordering text that would let one
+# name pass for another in admin lists and mails.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 def _display_name(value: str) -> str:
     value = value.strip()
     if not 1 <= len(value) <= 100:
         raise ValueError("must be 1-100 characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters")
+    if any(unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in value):
+        raise ValueError("must not contain control, invisible or text-direction characters")
     return value
 
 
