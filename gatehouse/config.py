@@ -40,6 +40,8 @@ SETTINGS = (
     Setting("RESET_CODE_TTL", "600", "positive_int"),
     Setting("VERIFY_CODE_TTL", "86400", "positive_int"),
     Setting("IDEMPOTENCY_TTL", "86400", "positive_int"),
+    Setting("CODE_MAILS_PER_HOUR", "5", "positive_int"),
+    Setting("CODE_WRONG_PER_DAY", "10", "positive_int"),
     Setting("PASSWORD_MIN_LENGTH", "12", "positive_int"),
     Setting("ARGON2_MEMORY_KIB", "19456", "positive_int"),
     Setting("ARGON2_TIME_COST", "2", "positive_int"),
