@@ -16,6 +16,7 @@ ENVIRONMENTS = ("development", "production", "test")
 ARGON2_FLOOR = {"ARGON2_MEMORY_KIB": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
 
 MAX_BODY_BYTES = 64 * 1024
+DEFAULT_ISSUER = "gatehouse"
 
 
 class ConfigError(Exception):
@@ -67,6 +68,8 @@ SETTINGS = (
     Setting("MAIL_DEFAULT_SENDER", "Gatehouse <no-reply@localhost>"),
     Setting("MAIL_TIMEOUT", "30", "positive_int"),
     Setting("JWT_PRIVATE_KEY", None),
+    Setting("PUBLIC_URL", None),
+    Setting("JWT_AUDIENCE", "gatehouse"),
     Setting("WEB_CONCURRENCY", None, "positive_int"),
     Setting("WS_CONNECTIONS", "64", "positive_int"),
     Setting("WS_TICKET_TTL", "60", "positive_int"),
@@ -190,6 +193,14 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
     if values["OUTBOX_INLINE"] is None:
         values["OUTBOX_INLINE"] = not production
     values["JWT_SIGNING_KEY"] = _signing_key(values["JWT_PRIVATE_KEY"])
+    public_url = (values["PUBLIC_URL"] or "").rstrip("/")
+    if public_url and not public_url.startswith(("https://", "http://")):
+        raise ConfigError(f"PUBLIC_URL must be an http(s) URL such as https://auth.example.com (got {public_url!r})")
+    values["PUBLIC_URL"] = public_url or None
+    # The access tokens' `iss` (RFC 9068): the service's public URL, or a fixed name without one.
+    values["TOKEN_ISSUER"] = public_url or DEFAULT_ISSUER
+    if not values["JWT_AUDIENCE"]:
+        raise ConfigError("JWT_AUDIENCE must not be empty")
     if values["HASH_CONCURRENCY"] is None:
         workers = values["WEB_CONCURRENCY"] or 1
         values["HASH_CONCURRENCY"] = max(1, (os.cpu_count() or 1) // workers)
