@@ -82,17 +82,30 @@ def parse(model: type[Params], data: Any) -> Params:
 
 # ---- field types -------------------------------------------------------------------------------
 
+def normalise_email(value: str) -> str:
+    """The one form in which an address is stored, mailed and shown: NFKC (so full-width and other
+    compatibility forms of a character are that character), then email-validator's normal form:
+    syntax and RFC 5321 lengths checked, the domain lower-cased in its Unicode form (an A-label
+    `xn--…` becomes its U-label; IDNA 2008 with UTS #46 mapping), the local part's case kept.
+    EmailNotValidError when it is no address. No DNS look-up on the request path."""
+    return validate_email(unicodedata.normalize("NFKC", value).strip(), check_deliverability=False).normalized
+
+
 def _email(value: str) -> str:
     try:
-        # Syntax, IDN and RFC 5321 lengths; no DNS look-up on the request path.
-        return validate_email(value, check_deliverability=False).normalized
+        return normalise_email(value)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
 
 
 def email_key(email: str) -> str:
-    """The unique key of an address: NFKC, trimmed, lower-cased (CONTRACT §8)."""
-    return unicodedata.normalize("NFKC", email).strip().lower()
+    """The unique key of an address: its normal form (normalise_email), lower-cased. Text that is no
+    address (a sign-in identifier, a search) keys as NFKC, trimmed and lower-cased."""
+    try:
+        email = normalise_email(email)
+    except EmailNotValidError:
+        email = unicodedata.normalize("NFKC", email).strip()
+    return email.lower()
 
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{2,31}")
