@@ -49,7 +49,7 @@ def handshake():
     elif session.get("sid"):
         if request.headers.get("Origin") != f"{request.scheme}://{request.host}":
             raise Forbidden("A portal session opens /ws only from the service's own origin.")
-        who = sessions.live_caller(session["sid"], moment, kind="portal")
+        who = sessions.resume(session["sid"], moment)
         g.ws = who, who.session.expires_at
     else:
         raise TokenInvalid("Open /ws with Authorization: Bearer <accessToken>, a ?ticket= from "

@@ -77,6 +77,7 @@ SETTINGS = (
     Setting("WS_EXPIRY_WARNING_SECONDS", "60", "positive_int"),
     Setting("WS_RECHECK_SECONDS", "30", "positive_int"),
     Setting("WS_IDLE_SECONDS", "300", "positive_int"),
+    Setting("PORTAL_IDLE_SECONDS", "43200", "positive_int"),
     Setting("LOG_LEVEL", "INFO"),
 )
 
@@ -150,6 +151,20 @@ def _signing_key(pem: str | None):
         raise ConfigError(f"JWT_PRIVATE_KEY is unusable: {exc}") from None
 
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
+
+
+def exposed_development_warning(app_env: str | None, host: str) -> str | None:
+    """The start-up warning for a development configuration listening beyond loopback: development
+    prints one-time codes to the console and generates its own secret, so it must not face a network."""
+    if (app_env or "development") != "development" or host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    named = "unset" if not app_env else repr(app_env)
+    return (f"gatehouse: APP_ENV is {named} (development) but the "
+            f"server listens on {host}, beyond loopback: development prints one-time codes to the console "
+            "and generates its own secret. Set APP_ENV=production for any deployment.")
+
+
 def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
     """Read every setting of the contract from ``environ`` and return Flask config keys."""
     values = {}
@@ -220,6 +235,11 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=production,
+        # In production the cookie is a __Host- cookie (RFC 6265bis): Secure, Path=/ and no Domain,
+        # so no sibling or parent domain can set or shadow it.
+        SESSION_COOKIE_NAME="__Host-gatehouse" if production else "session",
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
         JSON_SORT_KEYS=False,
     )
     return config

@@ -88,8 +88,16 @@ def authenticate(access_token: str, now: datetime) -> Caller:
 
 
 def resume(session_id: str | None, now: datetime) -> Caller:
-    """The caller of a portal sign-in, named by the session id its signed cookie holds."""
-    return live_caller(session_id, now, kind="portal")
+    """The caller of a portal sign-in, named by the session id its signed cookie holds.
+
+    Besides its absolute lifetime, a portal session ends after PORTAL_IDLE_SECONDS without a
+    request (lastSeenAt, renewed at most once a minute): it is then revoked, and TokenRevoked.
+    """
+    caller = live_caller(session_id, now, kind="portal")
+    if now - caller.session.last_seen_at > timedelta(seconds=setting("PORTAL_IDLE_SECONDS")):
+        revoke(caller.user.id, [caller.session.id], now)
+        raise TokenRevoked("The session ended after a time without activity; sign in again.")
+    return caller
 
 
 def touch(session: Session, now: datetime) -> None:
