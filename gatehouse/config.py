@@ -77,6 +77,8 @@ SETTINGS = (
     Setting("WS_EXPIRY_WARNING_SECONDS", "60", "positive_int"),
     Setting("WS_RECHECK_SECONDS", "30", "positive_int"),
     Setting("WS_IDLE_SECONDS", "300", "positive_int"),
+    Setting("WS_ACTIVE_SECONDS", "15", "positive_int"),
+    Setting("WS_FRAMES_PER_MINUTE", "120", "positive_int"),
     Setting("PORTAL_IDLE_SECONDS", "43200", "positive_int"),
     Setting("LOG_LEVEL", "INFO"),
 )
