@@ -7,7 +7,6 @@ from flask import request
 
 from gatehouse.config import MAX_BODY_BYTES
 from gatehouse.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from gatehouse.params import refuse_bad_characters
 
 MAX_DEPTH = 32
 
@@ -23,16 +22,21 @@ def _no_duplicates(pairs: list) -> dict:
     return result
 
 
-def _depth(value, depth: int = 0) -> None:
+def _check(value, depth: int) -> None:
+    """The depth limit (text itself is checked by the params step, gatehouse.params)."""
     if depth > MAX_DEPTH:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels.")
     items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     for item in items:
-        _depth(item, depth + 1)
+        _check(item, depth + 1)
 
 
-def read_json() -> dict | list | None:
-    """The request's JSON body, or None when there is none. Errors are domain errors (4xx)."""
+# No body at all: distinct from a body that is the JSON value null (a body, and not an object).
+NO_BODY = object()
+
+
+def read_json():
+    """The request's JSON value, or NO_BODY when there is none. Errors are domain errors (4xx)."""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise PayloadTooLarge()
@@ -40,7 +44,7 @@ def read_json() -> dict | list | None:
     if len(data) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
     if not data:
-        return None
+        return NO_BODY
     mimetype = request.mimetype
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType()
@@ -55,6 +59,5 @@ def read_json() -> dict | list | None:
     except ValueError as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise BadRequest(f"The request body is not valid JSON: {reason}.") from None
-    _depth(value)
-    refuse_bad_characters(value)  # also in params.parse; here for bodies no params object reads
+    _check(value, 0)
     return value

@@ -6,6 +6,7 @@ caller is known. The same key, caller, method, path and body replays the stored 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Callable
 
@@ -21,6 +22,7 @@ from gatehouse.services.idempotency import Attempt, StoredResponse
 HEADER = "Idempotency-Key"
 WRITES = frozenset({"POST", "PATCH", "DELETE"})
 MAX_KEY_LENGTH = 255
+CALLER_LENGTH = 80  # idempotency_keys.caller
 KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 # Top-level response fields that hold credentials: such a response is sealed and replayed briefly.
 SECRET_FIELDS = ("tokens", "ticket")
@@ -38,7 +40,10 @@ def _caller(body: bytes) -> str:
         presented = None
     if isinstance(presented, str) and presented:
         return idempotency.refresh_caller(presented)
-    return f"addr:{request.remote_addr}"
+    caller = f"addr:{request.remote_addr}"
+    if len(caller) > CALLER_LENGTH:  # a forwarded address is whatever the trusted proxy passed on
+        caller = "addr:sha256:" + hashlib.sha256(caller.encode()).hexdigest()
+    return caller
 
 
 def _attempt(key: str) -> Attempt:

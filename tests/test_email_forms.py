@@ -77,7 +77,7 @@ def test_the_migration_normalises_stored_addresses_and_keeps_them_unique(app):
                                                                           "at": stamp})
 
     with app.app_context():
-        downgrade(revision="0002")
+        downgrade(revision="0003-1")  # the schema just before this migration
         with db.engine.begin() as conn:
             # rows as the previous revision wrote them: the address as typed, its key NFKC lower-cased
             add(conn, "00000000-0000-0000-0000-000000000001", FULL_WIDTH, "victim@example.com")

@@ -6,7 +6,7 @@ that form lower-cased. An address whose new key another account already holds ke
 so uniqueness holds; no address is lost. The typed forms are not kept, so downgrade changes nothing.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0006
 Create Date: 2026-12-01
 
 """
@@ -19,7 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 
 # revision identifiers, used by Alembic.
 revision = '0003'
-down_revision = '0002'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
