@@ -87,9 +87,7 @@ def test_the_migration_normalises_stored_addresses_and_keeps_them_unique(app):
         upgrade()
         with db.engine.connect() as conn:
             rows = conn.execute(text("SELECT id, email, email_key FROM users ORDER BY id")).all()
-            version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         db.engine.dispose()
-    assert version == "0003"
     assert [tuple(row)[1:] for row in rows] == [
         ("victim@example.com", "victim@example.com"),
         ("Ann@XN--BCHER-KVA.example", "ann@xn--bcher-kva.example"),  # its normal form is taken: left as it was
