@@ -72,12 +72,18 @@ def decode_access(token: str) -> dict:
 
 
 def spend(refresh_token: str, now: datetime) -> str | None:
-    """Spend a live refresh token in one atomic statement; its session id, or None if it was not live."""
-    live_sessions = select(Session.id).where(Session.revoked_at.is_(None), Session.expires_at > now)
+    """Spend a live refresh token in one atomic statement; its session id, or None if it was not live.
+
+    The session is checked by its primary key, correlated to the one token row the unique hash
+    finds: the cost stays flat however many sessions exist (an `IN (SELECT …)` over the live
+    sessions would read them all).
+    """
+    session_live = select(Session.id).where(Session.id == RefreshToken.session_id, Session.revoked_at.is_(None),
+                                            Session.expires_at > now).exists()
     return db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.token_hash == sha256_hex(refresh_token), RefreshToken.spent_at.is_(None),
-               RefreshToken.revoked_at.is_(None), RefreshToken.session_id.in_(live_sessions))
+               RefreshToken.revoked_at.is_(None), session_live)
         .values(spent_at=now)
         .returning(RefreshToken.session_id)
     ).scalar_one_or_none()
