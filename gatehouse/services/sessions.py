@@ -62,6 +62,12 @@ def start(user: User, device: DeviceParams | None, *, ip_address: str | None, us
 _CALLER = select(Session, User).join(User, User.id == Session.user_id).where(Session.id == bindparam("session_id"))
 
 
+def with_user(session_id: str) -> tuple[Session, User] | None:
+    """A session and its account, by the session's primary key, whatever their state."""
+    found = db.session.execute(_CALLER, {"session_id": session_id}).unique().one_or_none()
+    return None if found is None else (found[0], found[1])
+
+
 def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = None, kind: str | None = None,
                 claims: dict | None = None) -> Caller:
     """The caller behind a session id: one indexed look-up of the session and its account.
@@ -71,9 +77,7 @@ def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = 
     ticket) goes through here, so revocation means the same thing everywhere.
     """
     session_id = row_id(session_id) if isinstance(session_id, str) else None
-    if session_id is None:
-        raise TokenRevoked()
-    found = db.session.execute(_CALLER, {"session_id": session_id}).unique().one_or_none()
+    found = with_user(session_id) if session_id is not None else None
     if found is None:
         raise TokenRevoked()
     session, user = found
