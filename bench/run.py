@@ -114,6 +114,14 @@ class Service:
         with engine.begin() as conn:
             seed(conn, **SEED, password_hash=_hasher(False).hash("seeded accounts share this password"),
                  now=datetime.now(timezone.utc))
+        # Settle the bulk write as a long-lived database would have: otherwise the first load pays
+        # for copying the seed's WAL into the database file (SQLite) or for autovacuum (PostgreSQL).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+                conn.exec_driver_sql("CHECKPOINT")
         engine.dispose()
         return time.perf_counter() - started
 
@@ -229,8 +237,9 @@ def prepare(service: Service) -> str:
     return body["tokens"]["accessToken"]
 
 
-def run_backend(name: str, envs: dict[str, dict]) -> dict[str, dict]:
-    """The three loads on each of the services (empty, seeded), one load at a time on each in turn."""
+def run_backend(name: str, envs: dict[str, dict]) -> tuple[dict[str, dict], float]:
+    """The three loads on each of the services (empty, seeded), one load at a time on each in turn,
+    and the login ceiling C measured just before the logins (the machine's load of the same minute)."""
     services = {label: Service(env) for label, env in envs.items()}
     figures: dict[str, dict] = {label: {} for label in services}
     try:
@@ -243,6 +252,8 @@ def run_backend(name: str, envs: dict[str, dict]) -> dict[str, dict]:
                       f"{SEED['refresh_tokens']:,} refresh tokens in {took:.1f} s", flush=True)
             service.start()
             tokens[label] = prepare(service)
+        _, ceiling = argon2_figures(native=True)
+        print(f"[{name}] login ceiling C just before the logins: {ceiling:.1f} verifications/s", flush=True)
         login_body = json.dumps({"email": "runner@example.com", "password": PASSWORD})
         for label, service in services.items():
             figures[label]["login"] = wrk(f"http://127.0.0.1:{service.port}/auth/login", 4, lua(
@@ -260,10 +271,10 @@ def run_backend(name: str, envs: dict[str, dict]) -> dict[str, dict]:
             extra = f"  reused {f['reused']}" if "reused" in f else ""
             print(f"[{name} {label}] {load:8s}{f['rps']:8.1f} req/s  p50 {f['p50']:7.1f} ms  "
                   f"p99 {f['p99']:7.1f} ms  errors {f['errors']}{extra}", flush=True)
-    return figures
+    return figures, ceiling
 
 
-def goal_lines(results: dict[str, dict], ceiling: float) -> list[str]:
+def goal_lines(results: dict[str, dict], ceilings: dict[str, float]) -> list[str]:
     """Every figure beside its goal, as `figure  measured  goal  ratio` (ratio >= 1 meets the goal)."""
     rows = []
 
@@ -277,7 +288,7 @@ def goal_lines(results: dict[str, dict], ceiling: float) -> list[str]:
         for label, loads in figures.items():
             tag = f"{backend} {label}"
             login, me, refresh = loads["login"], loads["me"], loads["refresh"]
-            row(f"{tag}: login", login["rps"], GOAL_LOGIN_RATIO * ceiling, "req/s")
+            row(f"{tag}: login (goal 0.9 x C)", login["rps"], GOAL_LOGIN_RATIO * ceilings[backend], "req/s")
             row(f"{tag}: login vs better-auth", login["rps"], BETTER_AUTH_LOGIN, "req/s")
             row(f"{tag}: me", me["rps"], GOAL_ME, "req/s")
             row(f"{tag}: me p99", me["p99"], GOAL_ME_P99, "ms", at_most=True)
@@ -286,12 +297,12 @@ def goal_lines(results: dict[str, dict], ceiling: float) -> list[str]:
                 refresh_goal = max(GOAL_REFRESH, 2 * results["sqlite"][label]["refresh"]["rps"])
             row(f"{tag}: refresh", refresh["rps"], refresh_goal, "req/s")
             row(f"{tag}: refresh p99", refresh["p99"], GOAL_REFRESH_P99, "ms", at_most=True)
-            rows.append(f"{tag + ": refresh_token_reused":40s} {refresh['reused']:9d}       goal  =        0"
+            rows.append(f"{tag + ': refresh_token_reused':40s} {refresh['reused']:9d}       goal  =        0"
                         f"               {'met' if refresh['reused'] == 0 else 'MISSED'}")
         if "seeded" in figures:
             for load in ("login", "me", "refresh"):
                 ratio = figures["seeded"][load]["rps"] / figures["empty"][load]["rps"]
-                rows.append(f"{backend + ": " + load + " seeded/empty":40s} {ratio:9.2f}       goal >= "
+                rows.append(f"{backend + ': ' + load + ' seeded/empty':40s} {ratio:9.2f}       goal >= "
                             f"{GOAL_SEEDED:8.2f}  ratio {ratio / GOAL_SEEDED:5.2f}  "
                             f"{'met' if ratio >= GOAL_SEEDED else 'MISSED'}")
     return rows
@@ -317,10 +328,10 @@ def main() -> None:
     print(f"argon2id m=19456 t=2 p=1, {which}: one verification {one_ms:.1f} ms; two processes {ceiling:.1f} "
           f"verifications/s = login ceiling C on {os.cpu_count()} cores (argon2-cffi portable: {portable_ms:.1f} ms, "
           f"{portable_ceiling:.1f}/s)", flush=True)
-    results = {}
+    results, ceilings = {}, {}
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
-        results["sqlite"] = run_backend("sqlite", {label: {"DATABASE_URL": f"sqlite:///{tmp}/{label}.db"}
-                                                   for label in ("empty", "seeded")})
+        envs = {label: {"DATABASE_URL": f"sqlite:///{tmp}/{label}.db"} for label in ("empty", "seeded")}
+        results["sqlite"], ceilings["sqlite"] = run_backend("sqlite", envs)
     bindir = postgres_bin()
     if bindir is None:
         print("[postgres] skipped: PostgreSQL server binaries not installed")
@@ -331,12 +342,12 @@ def main() -> None:
             for label in ("empty", "seeded"):
                 subprocess.run([*pg.as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
                                 "postgres", label], check=True)
-            results["postgres"] = run_backend("postgres", {label: {"DATABASE_URL": pg.url(label)}
-                                                           for label in ("empty", "seeded")})
+            envs = {label: {"DATABASE_URL": pg.url(label)} for label in ("empty", "seeded")}
+            results["postgres"], ceilings["postgres"] = run_backend("postgres", envs)
         finally:
             pg.stop()
-    print(f"goals (login ceiling C = {ceiling:.1f}/s; figures from a run of {time.perf_counter() - began:.0f} s):")
-    for line in goal_lines(results, ceiling):
+    print(f"goals (C per database, measured just before its logins; run took {time.perf_counter() - began:.0f} s):")
+    for line in goal_lines(results, ceilings):
         print(line)
 
 
