@@ -53,6 +53,8 @@ PasswordTooWeak = _error("PasswordTooWeak", "password_too_weak", 422, "Password 
                          "Choose a longer or less common password.")
 ServiceUnavailable = _error("ServiceUnavailable", "service_unavailable", 503, "Service unavailable",
                             "The service is busy; try again shortly.")
+UriTooLong = _error("UriTooLong", "bad_request", 414, "URI too long",
+                    "The request path is longer than 2048 characters.")
 MethodNotAllowed = _error("MethodNotAllowed", "method_not_allowed", 405, "Method not allowed",
                           "This method is not allowed on this resource.")
 InternalError = _error("InternalError", "internal_error", 500, "Internal error",
