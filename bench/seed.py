@@ -43,13 +43,15 @@ def seed(conn: Connection, *, users: int, sessions: int, refresh_tokens: int, pa
          now: datetime, records: int = 0) -> None:
     """Add `users` accounts (with settings and subscription), `sessions` live sessions spread over
     them and `refresh_tokens` tokens spread over the sessions (every other one already spent);
-    with `records`, as many devices, idempotency keys, sign-in counters, WebSocket tickets and
-    one-time codes.
+    with `records`, as many devices, idempotency keys, sign-in counters, WebSocket tickets,
+    one-time codes and rate-limit windows.
 
     Runs in the caller's transaction; the caller commits. Tables are analysed afterwards so the
     planner sees their real size.
     """
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # a bulk load, not a request
     user_id = _id(dialect, "users", "i")
     _insert(conn, users,
             "INSERT INTO users (id, email, email_key, username, username_key, region, currency, locale, timezone,"
@@ -94,3 +96,5 @@ def _records(conn: Connection, count: int, owner: str, session: str, now: dateti
     _insert(conn, count, "INSERT INTO one_time_codes (id, user_id, purpose, code_hash, expires_at, tries,"
                          f" created_at) SELECT {_id(dialect, 'one_time_codes', 'i')}, {owner}, 'verify',"
                          f" {_pad(dialect, 'i', 64)}, :later, 0, :now FROM n", now=now, later=later)
+    _insert(conn, count, "INSERT INTO rate_limit_windows (key, hits, expires_at) SELECT 'seed/' || i, '[]', :until"
+                         " FROM n", until=later.timestamp())

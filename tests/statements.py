@@ -9,18 +9,21 @@ from sqlalchemy import event
 from gatehouse.extensions import db
 
 
+COMMIT = "COMMIT"
+
+
 @dataclass
 class Recorded:
     statements: list[tuple[str, object]] = field(default_factory=list)  # (SQL, driver parameters)
-    commits: int = 0
+    events: list[str] = field(default_factory=list)  # every statement's SQL and every COMMIT, in order
 
     @property
     def sql(self) -> list[str]:
         return [" ".join(statement.split()) for statement, _ in self.statements]
 
     def verbs(self) -> list[str]:
-        """Each statement's kind and table, e.g. 'UPDATE refresh_tokens', then 'COMMIT' per commit."""
-        return [_verb(statement) for statement in self.sql] + ["COMMIT"] * self.commits
+        """In order, each statement's kind and table (e.g. 'UPDATE refresh_tokens') and each 'COMMIT'."""
+        return [event if event == COMMIT else _verb(" ".join(event.split())) for event in self.events]
 
 
 def _verb(sql: str) -> str:
@@ -48,9 +51,10 @@ def recording(app):
 
     def on_execute(conn, cursor, statement, parameters, context, executemany):
         seen.statements.append((statement, parameters))
+        seen.events.append(statement)
 
     def on_commit(conn):
-        seen.commits += 1
+        seen.events.append(COMMIT)
 
     event.listen(engine, "before_cursor_execute", on_execute)
     event.listen(engine, "commit", on_commit)

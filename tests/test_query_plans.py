@@ -21,7 +21,7 @@ from tests.actions import PASSWORD, Api, bearer
 from tests.statements import recording
 
 TABLES = {"users", "user_settings", "subscriptions", "sessions", "refresh_tokens", "devices", "idempotency_keys",
-          "sign_in_failures", "ws_tickets", "one_time_codes", "outbox"}
+          "sign_in_failures", "ws_tickets", "one_time_codes", "outbox", "rate_limit_windows", "presence_connections"}
 
 
 def run_hot_paths(app) -> dict[str, list[tuple[str, object]]]:

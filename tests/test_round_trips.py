@@ -45,12 +45,14 @@ def test_a_login_is_one_read_and_its_writes_in_one_commit(app, api):
     assert seen.verbs() == ["SELECT users", "UPDATE users", "INSERT sessions", "INSERT refresh_tokens", "COMMIT"]
 
 
-def test_a_login_with_sign_in_counters_in_the_database_adds_only_their_two_keyed_statements(make_app):
+def test_a_login_without_redis_adds_only_the_keyed_statements_of_its_limits(make_app):
+    """The auth bucket's window (its own short transaction) and the sign-in counter, each by key."""
     app = make_app(RATELIMIT_ENABLED="1", REDIS_URL="")
     client = app.test_client()
     assert client.post("/auth/register", json={"email": "count@example.com", "password": PASSWORD}).status_code == 201
     with recording(app) as seen:
         response = client.post("/auth/login", json={"email": "count@example.com", "password": PASSWORD})
     assert response.status_code == 200
-    assert seen.verbs() == ["SELECT sign_in_failures", "SELECT users", "DELETE sign_in_failures", "UPDATE users",
+    assert seen.verbs() == ["INSERT rate_limit_windows", "UPDATE rate_limit_windows", "COMMIT",
+                            "SELECT sign_in_failures", "SELECT users", "DELETE sign_in_failures", "UPDATE users",
                             "INSERT sessions", "INSERT refresh_tokens", "COMMIT"]
