@@ -1,12 +1,18 @@
-"""make bench: Gatehouse under load on loopback, on SQLite and on PostgreSQL, bounded in time.
+"""make bench: Gatehouse under load on loopback, on SQLite and on PostgreSQL, empty and seeded, bounded in time.
 
-Starts gunicorn (2 processes) against a fresh database, then measures, in one run:
-- argon2id verification time and the login ceiling C = verifications/s of two processes;
+Per database, two services run side by side (gunicorn, 2 processes each): one on an empty
+database, one on a database seeded in bulk with SEED_USERS users, SEED_SESSIONS sessions and
+SEED_REFRESH_TOKENS refresh tokens (defaults 100,000 / 1,000,000 / 1,000,000). Each load runs on
+the empty one and then at once on the seeded one, so both figures are taken in the same minute.
+Measured, in one run:
+- argon2id verification time and the login ceiling C = verifications/s of two processes, with the
+  hasher the service uses (the AVX2 build when present) and with argon2-cffi's portable build;
 - POST /auth/login with a new connection per request (wrk), as a ratio of C;
 - GET /auth/me at 16 connections (wrk);
 - POST /auth/refresh on 4 chains that each follow their own rotation (a small client: single-use
   tokens defeat fixed-body tools).
-Rate limits are switched off by RATELIMIT_ENABLED=0, which production refuses.
+Rate limits are switched off by RATELIMIT_ENABLED=0, which production refuses. The last lines
+print every figure with its goal and the ratio to it.
 """
 from __future__ import annotations
 
@@ -27,19 +33,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.seed import seed  # noqa: E402
 from tests.servers import Postgres, postgres_bin, free_port  # noqa: E402
 
 PASSWORD = "bench password that is long enough"
 PHASE_SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 ARGON2 = {"ARGON2_MEMORY_KIB": "19456", "ARGON2_TIME_COST": "2", "ARGON2_PARALLELISM": "1"}
+SEED = {name: int(os.environ.get(f"SEED_{name.upper()}", default))
+        for name, default in (("users", 100_000), ("sessions", 1_000_000), ("refresh_tokens", 1_000_000))}
+# Goals: the reference figures measured beside Gatehouse on a 2-core machine (see README, Benchmark).
+GOAL_REFRESH, GOAL_REFRESH_P99, GOAL_ME, GOAL_ME_P99 = 380.0, 100.0, 1550.0, 30.0
+GOAL_LOGIN_RATIO, BETTER_AUTH_LOGIN, GOAL_SEEDED = 0.9, 124.0, 0.9
 
 
 # ---- argon2 ceiling ------------------------------------------------------------------------------
 
-def _verify_loop(seconds: float, queue) -> None:
-    from argon2 import PasswordHasher
+def _hasher(native: bool):
+    from gatehouse.security import argon2_native
+    from gatehouse.security.passwords import Hasher
 
-    hasher = PasswordHasher(memory_cost=19456, time_cost=2, parallelism=1)
+    return Hasher(memory_kib=19456, time_cost=2, parallelism=1, concurrency=1, queue_timeout=60,
+                  native=argon2_native.load() if native else None)
+
+
+def _verify_loop(native: bool, seconds: float, queue) -> None:
+    hasher = _hasher(native)
     stored = hasher.hash(PASSWORD)
     count, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
@@ -48,11 +66,9 @@ def _verify_loop(seconds: float, queue) -> None:
     queue.put(count)
 
 
-def argon2_figures() -> tuple[float, float]:
+def argon2_figures(native: bool) -> tuple[float, float]:
     """(one verification in ms, verifications per second of two processes together)."""
-    from argon2 import PasswordHasher
-
-    hasher = PasswordHasher(memory_cost=19456, time_cost=2, parallelism=1)
+    hasher = _hasher(native)
     stored = hasher.hash(PASSWORD)
     samples = []
     for _ in range(15):
@@ -62,7 +78,7 @@ def argon2_figures() -> tuple[float, float]:
     one = statistics.median(samples)
     queue = multiprocessing.Queue()
     seconds = 4.0
-    procs = [multiprocessing.Process(target=_verify_loop, args=(seconds, queue)) for _ in range(2)]
+    procs = [multiprocessing.Process(target=_verify_loop, args=(native, seconds, queue)) for _ in range(2)]
     for p in procs:
         p.start()
     total = sum(queue.get() for _ in procs)
@@ -81,10 +97,36 @@ class Service:
                     "OUTBOX_INLINE": "0", **ARGON2}
         self.process: subprocess.Popen | None = None
 
+    def migrate(self) -> None:
+        subprocess.run([str(Path(sys.executable).parent / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT,
+                       env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def seed(self) -> float:
+        """Fill the database in bulk; the seconds it took."""
+        from datetime import datetime, timezone
+
+        from sqlalchemy import create_engine
+
+        from gatehouse.config import database_uri
+
+        started = time.perf_counter()
+        engine = create_engine(database_uri(self.env["DATABASE_URL"], ROOT / "instance"))
+        with engine.begin() as conn:
+            seed(conn, **SEED, password_hash=_hasher(False).hash("seeded accounts share this password"),
+                 now=datetime.now(timezone.utc))
+        # Settle the bulk write as a long-lived database would have: otherwise the first load pays
+        # for copying the seed's WAL into the database file (SQLite) or for autovacuum (PostgreSQL).
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+                conn.exec_driver_sql("CHECKPOINT")
+        engine.dispose()
+        return time.perf_counter() - started
+
     def start(self) -> None:
         bin_dir = Path(sys.executable).parent
-        subprocess.run([str(bin_dir / "flask"), "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=self.env,
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.process = subprocess.Popen([str(bin_dir / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
                                         cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
@@ -188,29 +230,82 @@ def refresh_chains(service: Service, chains: int) -> dict:
             "errors": sum(v for k, v in codes.items() if k != 200), "reused": reused[0]}
 
 
-def run_backend(name: str, env: dict, one_ms: float, ceiling: float) -> str:
-    service = Service(env)
-    service.start()
+def prepare(service: Service) -> str:
+    """Register the account the loads use; its access token."""
+    status, body = service.request("POST", "/auth/register", {"email": "runner@example.com", "password": PASSWORD})
+    assert status == 201, body
+    return body["tokens"]["accessToken"]
+
+
+def run_backend(name: str, envs: dict[str, dict]) -> tuple[dict[str, dict], float]:
+    """The three loads on each of the services (empty, seeded), one load at a time on each in turn,
+    and the login ceiling C measured just before the logins (the machine's load of the same minute)."""
+    services = {label: Service(env) for label, env in envs.items()}
+    figures: dict[str, dict] = {label: {} for label in services}
     try:
-        status, body = service.request("POST", "/auth/register", {"email": "runner@example.com", "password": PASSWORD})
-        assert status == 201, body
-        token = body["tokens"]["accessToken"]
-        url = f"http://127.0.0.1:{service.port}"
-        login = wrk(url + "/auth/login", 4, lua("POST", {"Content-Type": "application/json", "Connection": "close"},
-                                                json.dumps({"email": "runner@example.com", "password": PASSWORD})))
-        me = wrk(url + "/auth/me", 16, lua("GET", {"Authorization": f"Bearer {token}"}))
-        refresh = refresh_chains(service, 4)
+        tokens = {}
+        for label, service in services.items():
+            service.migrate()
+            if label == "seeded":
+                took = service.seed()
+                print(f"[{name}] seeded {SEED['users']:,} users, {SEED['sessions']:,} sessions and "
+                      f"{SEED['refresh_tokens']:,} refresh tokens in {took:.1f} s", flush=True)
+            service.start()
+            tokens[label] = prepare(service)
+        _, ceiling = argon2_figures(native=True)
+        print(f"[{name}] login ceiling C just before the logins: {ceiling:.1f} verifications/s", flush=True)
+        login_body = json.dumps({"email": "runner@example.com", "password": PASSWORD})
+        for label, service in services.items():
+            figures[label]["login"] = wrk(f"http://127.0.0.1:{service.port}/auth/login", 4, lua(
+                "POST", {"Content-Type": "application/json", "Connection": "close"}, login_body))
+        for label, service in services.items():
+            figures[label]["me"] = wrk(f"http://127.0.0.1:{service.port}/auth/me", 16,
+                                       lua("GET", {"Authorization": f"Bearer {tokens[label]}"}))
+        for label, service in services.items():
+            figures[label]["refresh"] = refresh_chains(service, 4)
     finally:
-        service.stop()
-    ratio = login["rps"] / ceiling
-    print(f"[{name}] login   {login['rps']:8.1f} req/s  p50 {login['p50']:7.1f} ms  p99 {login['p99']:7.1f} ms  "
-          f"errors {login['errors']}  ratio to ceiling {ratio:.2f}  (p99 = {login['p99'] / one_ms:.1f} x one verify)")
-    print(f"[{name}] me      {me['rps']:8.1f} req/s  p50 {me['p50']:7.1f} ms  p99 {me['p99']:7.1f} ms  "
-          f"errors {me['errors']}")
-    print(f"[{name}] refresh {refresh['rps']:8.1f} req/s  p50 {refresh['p50']:7.1f} ms  p99 {refresh['p99']:7.1f} ms  "
-          f"errors {refresh['errors']}  reused {refresh['reused']}")
-    return (f"login/ceiling {ratio:.2f} · me {me['rps']:.0f} req/s p99 {me['p99']:.0f} ms · "
-            f"refresh {refresh['rps']:.0f} req/s p99 {refresh['p99']:.0f} ms ({name})")
+        for service in services.values():
+            service.stop()
+    for label, loads in figures.items():
+        for load, f in loads.items():
+            extra = f"  reused {f['reused']}" if "reused" in f else ""
+            print(f"[{name} {label}] {load:8s}{f['rps']:8.1f} req/s  p50 {f['p50']:7.1f} ms  "
+                  f"p99 {f['p99']:7.1f} ms  errors {f['errors']}{extra}", flush=True)
+    return figures, ceiling
+
+
+def goal_lines(results: dict[str, dict], ceilings: dict[str, float]) -> list[str]:
+    """Every figure beside its goal, as `figure  measured  goal  ratio` (ratio >= 1 meets the goal)."""
+    rows = []
+
+    def row(label: str, value: float, goal: float, unit: str, at_most: bool = False) -> None:
+        ratio = (goal / value if value else 0.0) if at_most else value / goal
+        sign = "<=" if at_most else ">="
+        rows.append(f"{label:40s} {value:9.1f} {unit:5s} goal {sign} {goal:8.1f}  ratio {ratio:5.2f}"
+                    f"  {'met' if ratio >= 1 else 'MISSED'}")
+
+    for backend, figures in results.items():
+        for label, loads in figures.items():
+            tag = f"{backend} {label}"
+            login, me, refresh = loads["login"], loads["me"], loads["refresh"]
+            row(f"{tag}: login (goal 0.9 x C)", login["rps"], GOAL_LOGIN_RATIO * ceilings[backend], "req/s")
+            row(f"{tag}: login vs better-auth", login["rps"], BETTER_AUTH_LOGIN, "req/s")
+            row(f"{tag}: me", me["rps"], GOAL_ME, "req/s")
+            row(f"{tag}: me p99", me["p99"], GOAL_ME_P99, "ms", at_most=True)
+            refresh_goal = GOAL_REFRESH
+            if backend == "postgres" and "sqlite" in results:
+                refresh_goal = max(GOAL_REFRESH, 2 * results["sqlite"][label]["refresh"]["rps"])
+            row(f"{tag}: refresh", refresh["rps"], refresh_goal, "req/s")
+            row(f"{tag}: refresh p99", refresh["p99"], GOAL_REFRESH_P99, "ms", at_most=True)
+            rows.append(f"{tag + ': refresh_token_reused':40s} {refresh['reused']:9d}       goal  =        0"
+                        f"               {'met' if refresh['reused'] == 0 else 'MISSED'}")
+        if "seeded" in figures:
+            for load in ("login", "me", "refresh"):
+                ratio = figures["seeded"][load]["rps"] / figures["empty"][load]["rps"]
+                rows.append(f"{backend + ': ' + load + ' seeded/empty':40s} {ratio:9.2f}       goal >= "
+                            f"{GOAL_SEEDED:8.2f}  ratio {ratio / GOAL_SEEDED:5.2f}  "
+                            f"{'met' if ratio >= GOAL_SEEDED else 'MISSED'}")
+    return rows
 
 
 def ensure_wrk() -> None:
@@ -224,12 +319,19 @@ def ensure_wrk() -> None:
 
 def main() -> None:
     ensure_wrk()
-    one_ms, ceiling = argon2_figures()
-    print(f"argon2id m=19456 t=2 p=1: one verification {one_ms:.1f} ms; "
-          f"two processes {ceiling:.1f} verifications/s = login ceiling C on {os.cpu_count()} cores")
-    summaries = []
+    began = time.perf_counter()
+    one_ms, ceiling = argon2_figures(native=True)
+    portable_ms, portable_ceiling = argon2_figures(native=False)
+    from gatehouse.security import argon2_native
+
+    which = "AVX2 build" if argon2_native.load() is not None else "argon2-cffi (no AVX2 build)"
+    print(f"argon2id m=19456 t=2 p=1, {which}: one verification {one_ms:.1f} ms; two processes {ceiling:.1f} "
+          f"verifications/s = login ceiling C on {os.cpu_count()} cores (argon2-cffi portable: {portable_ms:.1f} ms, "
+          f"{portable_ceiling:.1f}/s)", flush=True)
+    results, ceilings = {}, {}
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
-        summaries.append(run_backend("sqlite", {"DATABASE_URL": f"sqlite:///{tmp}/bench.db"}, one_ms, ceiling))
+        envs = {label: {"DATABASE_URL": f"sqlite:///{tmp}/{label}.db"} for label in ("empty", "seeded")}
+        results["sqlite"], ceilings["sqlite"] = run_backend("sqlite", envs)
     bindir = postgres_bin()
     if bindir is None:
         print("[postgres] skipped: PostgreSQL server binaries not installed")
@@ -237,12 +339,16 @@ def main() -> None:
         pg = Postgres(bindir)
         pg.start()
         try:
-            subprocess.run([*pg.as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
-                            "postgres", "bench"], check=True)
-            summaries.append(run_backend("postgres", {"DATABASE_URL": pg.url("bench")}, one_ms, ceiling))
+            for label in ("empty", "seeded"):
+                subprocess.run([*pg.as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                                "postgres", label], check=True)
+            envs = {label: {"DATABASE_URL": pg.url(label)} for label in ("empty", "seeded")}
+            results["postgres"], ceilings["postgres"] = run_backend("postgres", envs)
         finally:
             pg.stop()
-    print("summary: " + " | ".join(summaries))
+    print(f"goals (C per database, measured just before its logins; run took {time.perf_counter() - began:.0f} s):")
+    for line in goal_lines(results, ceilings):
+        print(line)
 
 
 if __name__ == "__main__":

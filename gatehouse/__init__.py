@@ -16,6 +16,7 @@ from gatehouse.config import ConfigError, load_config
 from gatehouse.database import engine_options, install_watchdog, redis_client, redis_ready
 from gatehouse.extensions import csrf, db, jwt, limiter, mail, migrate, sock
 from gatehouse.realtime.bus import EventBus
+from gatehouse.security import argon2_native
 from gatehouse.security.passwords import Hasher
 from gatehouse.security.tokens import Sealer, derive_key
 
@@ -81,7 +82,7 @@ def _configure_extensions(app: Flask) -> None:
     app.extensions["gatehouse.hasher"] = Hasher(
         memory_kib=config["ARGON2_MEMORY_KIB"], time_cost=config["ARGON2_TIME_COST"],
         parallelism=config["ARGON2_PARALLELISM"], concurrency=config["HASH_CONCURRENCY"],
-        queue_timeout=config["HASH_QUEUE_TIMEOUT_MS"] / 1000)
+        queue_timeout=config["HASH_QUEUE_TIMEOUT_MS"] / 1000, native=argon2_native.load())
     app.extensions["gatehouse.sealer"] = Sealer(derive_key(secret, "at-rest-encryption"))
     app.extensions["gatehouse.hmac_key"] = derive_key(secret, "keyed-hashes")
     app.extensions["gatehouse.bus"] = EventBus()

@@ -10,6 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from gatehouse.errors import PasswordTooWeak, ServiceUnavailable
+from gatehouse.security.argon2_native import NativeArgon2
 
 MAX_LENGTH = 1024  # far above the 128 the contract asks for; bounds the hashing work of one request
 
@@ -52,12 +53,17 @@ def check_policy(password: str, *, min_length: int, email: str | None = None,
 
 
 class Hasher:
-    """argon2id with configured parameters; at most `concurrency` computations hold memory at once."""
+    """argon2id with configured parameters; at most `concurrency` computations hold memory at once.
+
+    With `native` (the AVX2 build, see argon2_native) argon2id strings are made and checked there;
+    argon2-cffi reads every other string and decides when a stored hash needs rehashing.
+    """
 
     def __init__(self, memory_kib: int, time_cost: int, parallelism: int, concurrency: int,
-                 queue_timeout: float):
+                 queue_timeout: float, native: NativeArgon2 | None = None):
         self._ph = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism,
                                   type=Type.ID)
+        self._native = native
         self._slots = threading.BoundedSemaphore(concurrency)
         self._queue_timeout = queue_timeout
         self._dummy_hash: str | None = None
@@ -70,6 +76,10 @@ class Hasher:
     def hash(self, password: str) -> str:
         slots = self._slot()
         try:
+            if self._native is not None:
+                return self._native.hash(normalize(password).encode(), time_cost=self._ph.time_cost,
+                                         memory_kib=self._ph.memory_cost, parallelism=self._ph.parallelism,
+                                         salt_len=self._ph.salt_len, hash_len=self._ph.hash_len)
             return self._ph.hash(normalize(password))
         finally:
             slots.release()
@@ -85,7 +95,11 @@ class Hasher:
             known = True
         slots = self._slot()
         try:
-            self._ph.verify(stored_hash, normalize(password))
+            if self._native is not None and stored_hash.startswith("$argon2id$"):
+                if not self._native.verify(stored_hash, normalize(password).encode()):
+                    return False, False
+            else:
+                self._ph.verify(stored_hash, normalize(password))
             matches = known
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False, False

@@ -133,9 +133,7 @@ def refresh(refresh_token: str, now: datetime) -> SignIn:
         if reused is not None:  # a spent token again: the whole family is compromised
             sessions.revoke(reused.user_id, [reused.id], now)
         raise error
-    session, user = db.session.execute(
-        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
-    ).unique().one()
+    session, user = sessions.with_user(session_id)
     if not user.active:
         db.session.rollback()
         sessions.revoke(user.id, [session.id], now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.errors import TokenRevoked
@@ -60,6 +60,20 @@ def start(user: User, device: DeviceParams | None, *, ip_address: str | None, us
     return session
 
 
+# Built once: constructing the statement (and its cache key) on every request cost more than running it.
+_CALLER = select(Session, User).join(User, User.id == Session.user_id).where(Session.id == bindparam("session_id"))
+
+
+def with_user(session_id: str, *, fresh: bool = False) -> tuple[Session, User] | None:
+    """A session and its account, by the session's primary key, whatever their state.
+
+    `fresh` re-reads rows this database session loaded before (a long-lived caller, a WebSocket).
+    """
+    statement = _CALLER.execution_options(populate_existing=True) if fresh else _CALLER
+    found = db.session.execute(statement, {"session_id": session_id}).unique().one_or_none()
+    return None if found is None else (found[0], found[1])
+
+
 def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = None, kind: str | None = None,
                 claims: dict | None = None, fresh: bool = False) -> Caller:
     """The caller behind a session id: one indexed look-up of the session and its account.
@@ -70,12 +84,7 @@ def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = 
     means the same thing everywhere.
     """
     session_id = row_id(session_id) if isinstance(session_id, str) else None
-    if session_id is None:
-        raise TokenRevoked()
-    statement = select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
-    if fresh:  # a long-lived caller (a WebSocket) re-reading rows it loaded before
-        statement = statement.execution_options(populate_existing=True)
-    found = db.session.execute(statement).unique().one_or_none()
+    found = with_user(session_id, fresh=fresh) if session_id is not None else None
     if found is None:
         raise TokenRevoked()
     session, user = found
