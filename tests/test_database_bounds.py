@@ -23,7 +23,7 @@ def test_each_postgresql_statement_is_bounded_on_the_server(app, leg):
     if leg != "postgres":
         pytest.skip("statement_timeout is PostgreSQL's")
     with app.app_context():
-        assert db.session.scalar(text("SHOW statement_timeout")) == "5s"
+        assert db.session.scalar(text("SHOW statement_timeout")) == f"{app.config['DATABASE_TIMEOUT']}s"
         db.session.remove()
 
 
