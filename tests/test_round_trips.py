@@ -54,5 +54,5 @@ def test_a_login_without_redis_adds_only_the_keyed_statements_of_its_limits(make
         response = client.post("/auth/login", json={"email": "count@example.com", "password": PASSWORD})
     assert response.status_code == 200
     assert seen.verbs() == ["INSERT rate_limit_windows", "UPDATE rate_limit_windows", "COMMIT",
-                            "SELECT sign_in_failures", "SELECT users", "DELETE sign_in_failures", "UPDATE users",
+                            "SELECT users", "SELECT sign_in_failures", "DELETE sign_in_failures", "UPDATE users",
                             "INSERT sessions", "INSERT refresh_tokens", "COMMIT"]

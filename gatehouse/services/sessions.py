@@ -64,22 +64,25 @@ def start(user: User, device: DeviceParams | None, *, ip_address: str | None, us
 _CALLER = select(Session, User).join(User, User.id == Session.user_id).where(Session.id == bindparam("session_id"))
 
 
-def with_user(session_id: str) -> tuple[Session, User] | None:
-    """A session and its account, by the session's primary key, whatever their state."""
-    found = db.session.execute(_CALLER, {"session_id": session_id}).unique().one_or_none()
+def with_user(session_id: str, *, fresh: bool = False) -> tuple[Session, User] | None:
+    """A session and its account, by the session's primary key, whatever their state; `fresh`
+    re-reads rows this database session loaded before (a long-lived caller, a WebSocket)."""
+    statement = _CALLER.execution_options(populate_existing=True) if fresh else _CALLER
+    found = db.session.execute(statement, {"session_id": session_id}).unique().one_or_none()
     return None if found is None else (found[0], found[1])
 
 
 def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = None, kind: str | None = None,
-                claims: dict | None = None) -> Caller:
+                claims: dict | None = None, fresh: bool = False) -> Caller:
     """The caller behind a session id: one indexed look-up of the session and its account.
 
     TokenRevoked unless the session exists, is live, belongs to `user_id` and is of `kind` (when
-    given), and its account is active. Every way in (access token, portal cookie, WebSocket
-    ticket) goes through here, so revocation means the same thing everywhere.
+    given), and its account is active; `fresh` re-reads rows this database session loaded before.
+    Every way in (access token, portal cookie, WebSocket ticket) goes through here, so revocation
+    means the same thing everywhere.
     """
     session_id = row_id(session_id) if isinstance(session_id, str) else None
-    found = with_user(session_id) if session_id is not None else None
+    found = with_user(session_id, fresh=fresh) if session_id is not None else None
     if found is None:
         raise TokenRevoked()
     session, user = found
@@ -96,8 +99,16 @@ def authenticate(access_token: str, now: datetime) -> Caller:
 
 
 def resume(session_id: str | None, now: datetime) -> Caller:
-    """The caller of a portal sign-in, named by the session id its signed cookie holds."""
-    return live_caller(session_id, now, kind="portal")
+    """The caller of a portal sign-in, named by the session id its signed cookie holds.
+
+    Besides its absolute lifetime, a portal session ends after PORTAL_IDLE_SECONDS without a
+    request (lastSeenAt, renewed at most once a minute): it is then revoked, and TokenRevoked.
+    """
+    caller = live_caller(session_id, now, kind="portal")
+    if now - caller.session.last_seen_at > timedelta(seconds=setting("PORTAL_IDLE_SECONDS")):
+        revoke(caller.user.id, [caller.session.id], now)
+        raise TokenRevoked("The session ended after a time without activity; sign in again.")
+    return caller
 
 
 def touch(session: Session, now: datetime) -> None:
