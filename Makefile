@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+ARGON2 := $(VENV)/.argon2-native
 
 .PHONY: run test bench migrate clean
 
@@ -10,19 +11,23 @@ $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m gatehouse.security.argon2_native build
 	touch $(STAMP)
 
-migrate: $(STAMP)
+# argon2id for AVX2 (gatehouse/security/argon2_native.py); without it argon2-cffi is used.
+$(ARGON2): $(STAMP) gatehouse/security/argon2_native.py
+	$(BIN)/python -m gatehouse.security.argon2_native build
+	touch $(ARGON2)
+
+migrate: $(STAMP) $(ARGON2)
 	$(BIN)/flask --app wsgi db upgrade
 
 run: migrate
 	HOST=127.0.0.1 PORT=$${PORT:-8000} WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: $(STAMP)
+test: $(STAMP) $(ARGON2)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(ARGON2)
 	$(BIN)/python bench/run.py
 
 clean:
