@@ -70,6 +70,7 @@ SETTINGS = (
     Setting("WS_EXPIRY_WARNING_SECONDS", "60", "positive_int"),
     Setting("WS_RECHECK_SECONDS", "30", "positive_int"),
     Setting("WS_IDLE_SECONDS", "300", "positive_int"),
+    Setting("METRICS_TOKEN", None),
     Setting("LOG_LEVEL", "INFO"),
 )
 

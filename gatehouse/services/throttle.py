@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gatehouse import metrics
 from gatehouse.errors import RateLimited
 from gatehouse.extensions import db
 from gatehouse.models import SignInFailure, User
@@ -119,6 +120,7 @@ def check(identifier: str, now: datetime) -> None:
         return
     until = _counters("blocked_until", _key(identifier))
     if until is not None and until > now:
+        metrics.rate_limited.labels("sign_in").inc()
         raise RateLimited("Too many failed sign-in attempts for this account; try again later.",
                           retry_after=math.ceil((until - now).total_seconds()))
 
