@@ -21,6 +21,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 from pydantic.alias_generators import to_camel
 
 from gatehouse.errors import ValidationFailed
+from gatehouse.i18n import N_
 
 
 def _document_non_null(schema: dict, model: type[Params]) -> None:
@@ -50,7 +51,7 @@ class Params(BaseModel):
     @classmethod
     def _refuse_null(cls, value, info: ValidationInfo):
         if value is None and cls.non_null and to_camel(info.field_name) in cls.non_null:
-            raise ValueError("must not be null")
+            raise ValueError(N_("must not be null"))
         return value
 
 
@@ -58,12 +59,12 @@ def _clean_message(error: dict, read_only: frozenset[str]) -> tuple[str, str]:
     loc = error["loc"]
     field = ".".join(str(part) for part in loc) or "body"
     if error["type"] == "extra_forbidden":
-        return field, "is read-only" if field in read_only else "is not a known field"
+        return field, N_("is read-only") if field in read_only else N_("is not a known field")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     if error["type"] == "missing":
-        message = "is required"
+        message = N_("is required")
     return field, message
 
 
@@ -103,7 +104,7 @@ USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{2,31}")
 
 def _username(value: str) -> str:
     if not USERNAME_RE.fullmatch(value):
-        raise ValueError("must be 3-32 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        raise ValueError(N_("must be 3-32 letters, digits, '_', '.' or '-', starting with a letter or digit"))
     return value
 
 
@@ -114,23 +115,23 @@ def username_key(username: str) -> str:
 def _display_name(value: str) -> str:
     value = value.strip()
     if not 1 <= len(value) <= 100:
-        raise ValueError("must be 1-100 characters")
+        raise ValueError(N_("must be 1-100 characters"))
     if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters")
+        raise ValueError(N_("must not contain control characters"))
     return value
 
 
 def _avatar_url(value: str) -> str:
     if len(value) > 2048:
-        raise ValueError("must be at most 2048 characters")
+        raise ValueError(N_("must be at most 2048 characters"))
     if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain spaces or control characters")
+        raise ValueError(N_("must not contain spaces or control characters"))
     try:
         parts = urlsplit(value)
     except ValueError:
-        raise ValueError("must be an https URL") from None
+        raise ValueError(N_("must be an https URL")) from None
     if parts.scheme != "https" or not parts.hostname:
-        raise ValueError("must be an https URL")
+        raise ValueError(N_("must be an https URL"))
     return value
 
 
@@ -140,11 +141,11 @@ LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
 
 def _locale(value: str) -> str:
     if not LOCALE_RE.fullmatch(value):
-        raise ValueError("must be a BCP 47 language tag such as en or pt-BR")
+        raise ValueError(N_("must be a BCP 47 language tag such as en or pt-BR"))
     try:
         locale = Locale.parse(value, sep="-")
     except (UnknownLocaleError, ValueError, TypeError):
-        raise ValueError("must be a BCP 47 language tag such as en or pt-BR") from None
+        raise ValueError(N_("must be a BCP 47 language tag such as en or pt-BR")) from None
     return str(locale).replace("_", "-")
 
 
@@ -155,7 +156,7 @@ def _zones() -> frozenset[str]:
 
 def _timezone(value: str) -> str:
     if value not in _zones():
-        raise ValueError("must be an IANA time zone name such as Europe/Paris")
+        raise ValueError(N_("must be an IANA time zone name such as Europe/Paris"))
     return value
 
 
@@ -342,9 +343,9 @@ def _timestamp(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError("must be an ISO 8601 timestamp such as 2026-01-31T00:00:00Z") from None
+        raise ValueError(N_("must be an ISO 8601 timestamp such as 2026-01-31T00:00:00Z")) from None
     if parsed.tzinfo is None:
-        raise ValueError("must name its time zone (Z for UTC)")
+        raise ValueError(N_("must name its time zone (Z for UTC)"))
     return parsed.astimezone(timezone.utc)
 
 

@@ -12,6 +12,7 @@ from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from gatehouse import metrics
 from gatehouse.errors import PasswordTooWeak, ServiceUnavailable
+from gatehouse.i18n import N_
 
 MAX_LENGTH = 1024  # far above the 128 the contract asks for; bounds the hashing work of one request
 
@@ -39,8 +40,8 @@ def check_policy(password: str, *, min_length: int, email: str | None = None,
                               errors=[{"field": "password", "message": f"must be at most {MAX_LENGTH} characters"}])
     folded = text.casefold()
     if folded in common_passwords():
-        raise PasswordTooWeak("This password is too common.",
-                              errors=[{"field": "password", "message": "is too common"}])
+        raise PasswordTooWeak(N_("This password is too common."),
+                              errors=[{"field": "password", "message": N_("is too common")}])
     personal = []
     if email:
         personal.append(email.split("@", 1)[0].casefold())
@@ -49,8 +50,9 @@ def check_policy(password: str, *, min_length: int, email: str | None = None,
     for word in personal:
         # Very short local parts ("jo@...") would refuse half of all passwords; equality still counts.
         if folded == word or (len(word) >= 3 and word in folded):
-            raise PasswordTooWeak("The password must not contain your email address or username.",
-                                  errors=[{"field": "password", "message": "must not contain your email or username"}])
+            raise PasswordTooWeak(N_("The password must not contain your email address or username."),
+                                  errors=[{"field": "password",
+                                           "message": N_("must not contain your email or username")}])
 
 
 class Hasher:
