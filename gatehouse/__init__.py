@@ -9,6 +9,7 @@ from typing import Mapping
 
 from dotenv import load_dotenv
 from flask import Flask
+from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gatehouse import web
@@ -100,9 +101,16 @@ def _configure_languages(app: Flask) -> None:
 
     @app.context_processor
     def page_language() -> dict:  # <html lang> of every page, error pages included
-        from flask_babel import get_locale
-
         return {"page_language": str(get_locale())}
+
+    @app.after_request
+    def spoken(response):
+        """Pages depend on the language (CONTRACT §12); JSON answers do not."""
+        if response.mimetype == "text/html":
+            response.headers["Content-Language"] = str(get_locale())
+            response.vary.add("Accept-Language")
+            response.vary.add("Cookie")
+        return response
 
 
 def _configure_limiter(app: Flask) -> None:

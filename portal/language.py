@@ -1,8 +1,7 @@
-"""The portal's language: the locale selector, Content-Language, and the chooser of signed-out pages."""
+"""The portal's language: the locale and time-zone selectors, and the chooser of signed-out pages."""
 from __future__ import annotations
 
 from flask import current_app, g, redirect, request, url_for
-from flask_babel import get_locale
 
 from gatehouse import i18n
 from portal import bp
@@ -29,15 +28,6 @@ def page_timezone() -> str:
 def _select(state) -> None:
     languages = state.app.extensions["babel"]
     languages.locale_selector, languages.timezone_selector = page_language, page_timezone
-
-
-@bp.after_request
-def spoken(response):
-    if response.mimetype == "text/html":
-        response.headers["Content-Language"] = str(get_locale())
-        response.vary.add("Accept-Language")
-        response.vary.add("Cookie")
-    return response
 
 
 @bp.context_processor

@@ -230,3 +230,11 @@ def test_the_catalogue_translates_every_message_of_the_code_and_templates(langua
     assert not problems, problems
     stale = [message.id for message in catalog if message.id and message.id not in ids]
     assert not stale, f"no longer used, remove from {language}: {stale}"
+
+
+def test_error_pages_speak_the_accepted_language_too(client):
+    page = client.get("/no/such/page", headers={"Accept": "text/html", "Accept-Language": "de"})
+    assert page.status_code == 404
+    assert spoken(page) == "de" and "Nicht gefunden" in text(page)
+    api_answer = client.get("/no/such/page", headers={"Accept-Language": "de"})
+    assert api_answer.get_json()["code"] == "not_found" and "Content-Language" not in api_answer.headers
