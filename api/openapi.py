@@ -26,7 +26,7 @@ PROBLEM = {
 ERROR_TEXT = {
     400: "Malformed request", 401: "Missing, invalid, expired or revoked credentials", 403: "Forbidden",
     404: "Not found", 409: "Conflict", 412: "Precondition failed", 413: "Body over 64 KiB",
-    414: "Request line too long (answered by the HTTP server, before the application)",
+    414: "Path over 2048 characters (or a request line over gunicorn's limit)",
     415: "Body is not JSON", 422: "Validation failed", 429: "Rate limited", 500: "Internal error",
     503: "Service unavailable (the database is not answering, or too many sign-ins at once)",
 }
@@ -68,8 +68,6 @@ def _query_value(prop: dict) -> dict:
 
 def _problem(status: int) -> dict:
     entry = {"description": ERROR_TEXT.get(status, "Error")}
-    if status == 414:
-        return entry  # the HTTP server's own short answer, not problem+json
     entry["content"] = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     if status in (429, 503):
         entry["headers"] = RETRY_AFTER

@@ -57,6 +57,8 @@ PasswordTooWeak = _error("PasswordTooWeak", "password_too_weak", 422, N_("Passwo
                          N_("Choose a longer or less common password."))
 ServiceUnavailable = _error("ServiceUnavailable", "service_unavailable", 503, N_("Service unavailable"),
                             N_("The service is busy; try again shortly."))
+UriTooLong = _error("UriTooLong", "bad_request", 414, N_("URI too long"),
+                    N_("The request path is longer than 2048 characters."))
 MethodNotAllowed = _error("MethodNotAllowed", "method_not_allowed", 405, N_("Method not allowed"),
                           N_("This method is not allowed on this resource."))
 InternalError = _error("InternalError", "internal_error", 500, N_("Internal error"),

@@ -212,6 +212,33 @@ def test_database_errors_are_counted_by_kind(app, client, leg):
             - value(before, "gatehouse_database_errors_total", kind=kind) == 1, kind
 
 
+def test_argon2_slots_in_flight_waits_and_refusals():
+    from prometheus_client import REGISTRY, generate_latest
+
+    from gatehouse.errors import ServiceUnavailable
+    from gatehouse.security.passwords import Hasher
+
+    def now_text() -> str:
+        return generate_latest(REGISTRY).decode()
+
+    hasher = Hasher(memory_kib=1024, time_cost=1, parallelism=1, concurrency=1, queue_timeout=0.001)
+    before = now_text()
+    held = hasher._slot()  # the one slot, taken as a computation would
+    try:
+        assert value(now_text(), "gatehouse_argon2_in_flight") - value(before, "gatehouse_argon2_in_flight") == 1
+        with pytest.raises(ServiceUnavailable):
+            hasher.hash("a password that waits for the slot")
+    finally:
+        held.release()
+    after = now_text()
+    assert value(after, "gatehouse_argon2_in_flight") == value(before, "gatehouse_argon2_in_flight")
+    assert value(after, "gatehouse_argon2_waiting") == value(before, "gatehouse_argon2_waiting")
+    assert value(after, "gatehouse_argon2_refused_total") - value(before, "gatehouse_argon2_refused_total") == 1
+    assert value(after, "gatehouse_argon2_wait_seconds_count") - value(before, "gatehouse_argon2_wait_seconds_count") == 1
+    hasher.hash("a password with the slot free")  # no wait: nothing observed
+    assert value(now_text(), "gatehouse_argon2_wait_seconds_count") == value(after, "gatehouse_argon2_wait_seconds_count")
+
+
 # ---- many processes -----------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -235,6 +262,18 @@ def test_a_scrape_of_any_process_sums_every_process(serve, tmp_path):
     per_process = _sign_ins_per_process(directory)
     assert set(per_process) == workers
     assert sum(per_process.values()) == logins and min(per_process.values()) > 0
+
+    # WebSockets: the connection is counted while open, and the events it was sent.
+    user = server.register(email="socket@example.com")
+    socket = server.connect(token=user["tokens"]["accessToken"])  # its first frame: presence:updated
+    try:
+        server.call("PATCH", "/users/me", user["tokens"]["accessToken"], json={"displayName": "Socket"})
+        socket.next_event("entity:updated")  # sent after the first frame was counted
+        text = requests.get(server.url + "/metrics", timeout=10).text
+        assert value(text, "gatehouse_ws_connections") == 1
+        assert value(text, "gatehouse_ws_events_total", event="presence:updated") >= 1
+    finally:
+        socket.close()
 
     # Behind a trusted proxy, a client that is not on loopback needs the token.
     outside = {"X-Forwarded-For": "203.0.113.9"}

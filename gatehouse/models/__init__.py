@@ -2,10 +2,11 @@
 from gatehouse.models.outbox import OutboxMessage
 from gatehouse.models.records import AiUsage, IdempotencyKey, OneTimeCode, SignInFailure
 from gatehouse.models.session import Device, RefreshToken, Session
+from gatehouse.models.shared_state import PresenceConnection, RateLimitWindow
 from gatehouse.models.user import Subscription, User, UserSettings
 from gatehouse.models.ws_ticket import WsTicket
 
 __all__ = [
-    "AiUsage", "Device", "IdempotencyKey", "OneTimeCode", "OutboxMessage", "RefreshToken", "Session",
-    "SignInFailure", "Subscription", "User", "UserSettings", "WsTicket",
+    "AiUsage", "Device", "IdempotencyKey", "OneTimeCode", "OutboxMessage", "PresenceConnection", "RateLimitWindow",
+    "RefreshToken", "Session", "SignInFailure", "Subscription", "User", "UserSettings", "WsTicket",
 ]

@@ -53,7 +53,9 @@ def start(user: User, device: DeviceParams | None, *, ip_address: str | None, us
     device_row = db.session.get(Device, upsert_device(user.id, device, now)) if device is not None else None
     session = Session(id=new_id(), user_id=user.id, device=device_row, kind=kind, created_at=now,
                       last_seen_at=now, expires_at=now + timedelta(seconds=setting("REFRESH_TOKEN_TTL")),
-                      ip_address=(ip_address or "")[:45] or None, user_agent=(user_agent or "")[:512] or None)
+                      ip_address=(ip_address or "")[:45] or None,
+                      # Kept for display only: cut to its column, without the NUL PostgreSQL refuses.
+                      user_agent=(user_agent or "").replace("\x00", "")[:512] or None)
     db.session.add(session)  # written with the rest of the sign-in at its commit
     return session
 
