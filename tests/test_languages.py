@@ -92,8 +92,8 @@ def test_the_password_notice_dates_the_change_in_the_users_zone_and_language(api
     at = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
     with time_machine.travel(at, tick=False):
         token = api.register(email="zone@example.com", locale="fr", timezone="Europe/Paris")["tokens"]["accessToken"]
-        assert api.post("/users/me/password", json={"currentPassword": PASSWORD, "newPassword": "an entirely new passphrase"},
-                        token=token).status_code == 200
+        change = {"currentPassword": PASSWORD, "newPassword": "an entirely new passphrase"}
+        assert api.post("/users/me/password", json=change, token=token).status_code == 200
     deliver(app, now=at)
     (mail,) = smtp_sink.to("zone@example.com", "mot de passe Gatehouse a été modifié")
     assert "modifié le 1 juillet 2026, 14:00:00 +0200." in plain(text_of(mail))  # 12:00 UTC is 14:00 in Paris

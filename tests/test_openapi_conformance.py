@@ -49,11 +49,18 @@ def accounts(app):
 
 def _document() -> dict:
     """/openapi.json as a client reads it (the document does not depend on the database)."""
+    import tempfile
+
     from gatehouse import create_app
+    from gatehouse.extensions import db
     from tests.conftest import BASE_CONFIG
 
-    app = create_app({**BASE_CONFIG, "DATABASE_URL": "sqlite://"})
-    return app.test_client().get("/openapi.json").get_json()
+    with tempfile.TemporaryDirectory() as directory:
+        app = create_app({**BASE_CONFIG, "DATABASE_URL": f"sqlite:///{directory}/unused.db"})
+        document = app.test_client().get("/openapi.json").get_json()
+        with app.app_context():
+            db.engine.dispose()
+    return document
 
 
 schema = schemathesis.openapi.from_dict(_document())
