@@ -95,33 +95,33 @@ def find_by_identifier(params: LoginParams) -> User | None:
 def verify_current_password(user: User, password: str, now: datetime) -> None:
     """Check the password of a signed-in user (password change, account deletion).
 
-    A wrong password is 401 invalid_credentials, as at sign-in, and counts against the account's
-    email as a sign-in failure would.
+    A wrong password is 401 invalid_credentials, as at sign-in, and counts against the account as
+    a sign-in failure would.
     """
-    throttle.check(user.email_key, now)
+    throttle.check(user.email_key, now, user)
     matches, _ = hasher().verify(user.password_hash, password)
     if not matches or user.password_locked_at is not None:
         throttle.failed(user.email_key, now, user)
         raise InvalidCredentials()
-    throttle.succeeded(user.email_key)
+    throttle.succeeded(user.email_key, user)
 
 
 def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None, now: datetime,
           kind: str = "api") -> SignIn:
     """Wrong password, unknown, disabled or deleted account: one answer, comparable time."""
+    user = find_by_identifier(params)
     try:
-        throttle.check(params.identifier, now)
+        throttle.check(params.identifier, now, user)
     except RateLimited:
         metrics.signins.labels("rate_limited").inc()
         raise
-    user = find_by_identifier(params)
     matches, needs_rehash = hasher().verify(user.password_hash if user else None, params.password)
     if not matches or not user.active or user.password_locked_at is not None:
         locked = user is not None and user.password_locked_at is not None  # before this failure
         throttle.failed(params.identifier, now, user)
         metrics.signins.labels("locked" if locked else "invalid_credentials").inc()
         raise InvalidCredentials()
-    throttle.succeeded(params.identifier)
+    throttle.succeeded(params.identifier, user)
     metrics.signins.labels("success").inc()
     if needs_rehash:
         user.password_hash = hasher().hash(params.password)
