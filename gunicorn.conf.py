@@ -109,7 +109,7 @@ def worker_int(worker):  # SIGINT / SIGQUIT: quick shutdown
     _close_websockets(worker)
 
 
-def on_starting(server):
+def _metrics_directory(server):
     """Prometheus multiprocess mode: each worker writes its samples under PROMETHEUS_MULTIPROC_DIR and
     any worker's /metrics sums them. A directory of our own unless the operator names one; either
     way emptied first, as samples of an earlier run would be added to this one's."""
@@ -158,7 +158,10 @@ def post_fork(server, worker):
 
 
 def on_starting(server):
-    """A development configuration that listens beyond loopback is warned about in the log."""
+    """The metrics directory first (importing gatehouse below loads prometheus_client, which reads
+    PROMETHEUS_MULTIPROC_DIR once); then a development configuration that listens beyond loopback
+    is warned about in the log."""
+    _metrics_directory(server)
     from pathlib import Path
 
     from dotenv import dotenv_values
