@@ -109,6 +109,36 @@ def worker_int(worker):  # SIGINT / SIGQUIT: quick shutdown
     _close_websockets(worker)
 
 
+def _metrics_directory(server):
+    """Prometheus multiprocess mode: each worker writes its samples under PROMETHEUS_MULTIPROC_DIR and
+    any worker's /metrics sums them. A directory of our own unless the operator names one; either
+    way emptied first, as samples of an earlier run would be added to this one's."""
+    import tempfile
+
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+    else:
+        # Set before any worker imports prometheus_client, which reads it at import.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir = tempfile.mkdtemp(prefix="gatehouse-metrics-")
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges (connections, hashes in flight) end with it
+
+
+def on_exit(server):
+    import shutil
+
+    if getattr(server, "metrics_dir", None):
+        shutil.rmtree(server.metrics_dir, ignore_errors=True)
+
+
 def post_fork(server, worker):
     worker.http_slots = FairSlots(http_slots)
     graceful_exit = worker.handle_exit  # SIGTERM: close the sockets as well, then drain HTTP
@@ -128,7 +158,10 @@ def post_fork(server, worker):
 
 
 def on_starting(server):
-    """A development configuration that listens beyond loopback is warned about in the log."""
+    """The metrics directory first (importing gatehouse below loads prometheus_client, which reads
+    PROMETHEUS_MULTIPROC_DIR once); then a development configuration that listens beyond loopback
+    is warned about in the log."""
+    _metrics_directory(server)
     from pathlib import Path
 
     from dotenv import dotenv_values

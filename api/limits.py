@@ -15,10 +15,11 @@ import ipaddress
 import time
 from typing import Callable
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_limiter import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 
+from gatehouse import metrics
 from gatehouse.errors import RateLimited
 from gatehouse.extensions import limiter
 from gatehouse.web import error_response
@@ -26,6 +27,7 @@ from gatehouse.web import error_response
 AUTH_LIMIT = "10 per minute"
 AUTH_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password"})
 AUTH_FORMS = frozenset({"/login", "/register", "/forgot-password", "/reset-password"})
+SIGN_IN_PATHS = frozenset({"/auth/login", "/login"})
 
 
 
@@ -61,6 +63,9 @@ def _exceeded(_: RateLimitExceeded):
     except Exception:  # the storage went away between the check and now
         wait = 60
     wait = max(wait, 1)
+    metrics.rate_limited.labels("auth").inc()
+    if request.path in SIGN_IN_PATHS:
+        metrics.signins.labels("rate_limited").inc()
     response = current_app.make_response(error_response(RateLimited(retry_after=wait)))
     response.headers["Retry-After"] = str(wait)
     return response

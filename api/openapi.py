@@ -24,10 +24,17 @@ PROBLEM = {
     },
 }
 ERROR_TEXT = {
-    400: "Malformed request", 401: "Missing, invalid, expired or revoked credentials", 404: "Not found",
-    409: "Conflict", 412: "Precondition failed", 413: "Body over 64 KiB", 415: "Body is not JSON",
-    422: "Validation failed", 429: "Rate limited", 500: "Internal error", 503: "Service unavailable",
+    400: "Malformed request", 401: "Missing, invalid, expired or revoked credentials", 403: "Forbidden",
+    404: "Not found", 409: "Conflict", 412: "Precondition failed", 413: "Body over 64 KiB",
+    414: "Path over 2048 characters (or a request line over gunicorn's limit)",
+    415: "Body is not JSON", 422: "Validation failed", 429: "Rate limited", 500: "Internal error",
+    503: "Service unavailable (the database is not answering, or too many sign-ins at once)",
 }
+# Statuses any operation can answer: a malformed or oversized request, a rate limit, a database
+# that does not answer, a failure of our own.
+EVERY_OPERATION = (400, 413, 414, 415, 422, 429, 500, 503)
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again", "required": True,
+                               "schema": {"type": "string", "pattern": "^[0-9]+$"}}}
 
 
 WRITES = ("POST", "PATCH", "DELETE", "PUT")
@@ -38,13 +45,33 @@ def _path(rule: str) -> str:
 
 
 def _query_parameters(model) -> list[dict]:
+    """An empty value counts as absent (gatehouse.params.parse_query): optional ones allow it."""
     if model is None:
         return []
     schema = model.model_json_schema(by_alias=True)
     required = set(schema.get("required", ()))
     return [{"name": name, "in": "query", "required": name in required,
-             "schema": {k: v for k, v in prop.items() if k != "title"}}
+             **({} if name in required else {"allowEmptyValue": True}),
+             "schema": _query_value(prop)}
             for name, prop in schema["properties"].items()]
+
+
+def _query_value(prop: dict) -> dict:
+    """A query string carries text or nothing, never null: `X | None` is X (absent is None)."""
+    prop = {k: v for k, v in prop.items() if k != "title" and not (k == "default" and v is None)}
+    branches = [branch for branch in prop.get("anyOf", ()) if branch != {"type": "null"}]
+    if "anyOf" in prop and len(branches) == 1:
+        del prop["anyOf"]
+        prop.update(branches[0])
+    return prop
+
+
+def _problem(status: int) -> dict:
+    entry = {"description": ERROR_TEXT.get(status, "Error")}
+    entry["content"] = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    if status in (429, 503):
+        entry["headers"] = RETRY_AFTER
+    return entry
 
 
 @lru_cache(maxsize=1)
@@ -67,16 +94,13 @@ def document() -> dict:
             if model is not None:
                 entry["content"] = {"application/json": {"schema": keys[(model, "serialization")]}}
             responses[str(status)] = entry
-        statuses = {400, 413, 415, 422, 429, 500, *op.extra_errors}
+        statuses = {*EVERY_OPERATION, *op.extra_errors}
         if op.method in WRITES:
             statuses.add(409)  # idempotency_key_in_progress
         if op.auth:
             statuses.add(401)
         for status in sorted(statuses):
-            responses.setdefault(str(status), {
-                "description": ERROR_TEXT.get(status, "Error"),
-                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-            })
+            responses.setdefault(str(status), _problem(status))
         operation = {
             "operationId": op.endpoint.split(".", 1)[1],
             "summary": op.summary,
@@ -93,7 +117,9 @@ def document() -> dict:
                 "name": "Idempotency-Key", "in": "header", "required": False,
                 "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
         if op.body is not None:
-            operation["requestBody"] = {"required": True, "content": {
+            # A body of optional fields only may be left out (read_json: no body is {}).
+            required = any(field.is_required() for field in op.body.model_fields.values())
+            operation["requestBody"] = {"required": required, "content": {
                 "application/json": {"schema": keys[(op.body, "validation")]}}}
         if op.auth:
             operation["security"] = [{"bearer": []}]

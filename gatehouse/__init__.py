@@ -9,12 +9,13 @@ from typing import Mapping
 
 from dotenv import load_dotenv
 from flask import Flask
+from flask_babel import get_locale
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gatehouse import web
 from gatehouse.config import ConfigError, load_config
 from gatehouse.database import engine_options, install_watchdog, redis_client, redis_ready
-from gatehouse.extensions import csrf, db, jwt, limiter, mail, migrate, sock
+from gatehouse.extensions import babel, csrf, db, jwt, limiter, mail, migrate, sock
 from gatehouse.realtime.bus import EventBus
 from gatehouse.security import argon2_native
 from gatehouse.security.passwords import Hasher
@@ -78,6 +79,7 @@ def _configure_extensions(app: Flask) -> None:
     csrf.init_app(app)
     sock.init_app(app)
     _configure_limiter(app)
+    _configure_languages(app)
 
     app.extensions["gatehouse.hasher"] = Hasher(
         memory_kib=config["ARGON2_MEMORY_KIB"], time_cost=config["ARGON2_TIME_COST"],
@@ -97,6 +99,26 @@ def _configure_extensions(app: Flask) -> None:
     from gatehouse.realtime import hub  # deferred: it needs the services, which need the models
 
     hub.install(app)
+
+
+def _configure_languages(app: Flask) -> None:
+    """flask-babel over translations/ (compiled by make); the portal decides each page's language."""
+    app.config.update(BABEL_DEFAULT_LOCALE="en", BABEL_DEFAULT_TIMEZONE="UTC",
+                      BABEL_TRANSLATION_DIRECTORIES=str(ROOT / "translations"))
+    babel.init_app(app)
+
+    @app.context_processor
+    def page_language() -> dict:  # <html lang> of every page, error pages included
+        return {"page_language": str(get_locale())}
+
+    @app.after_request
+    def spoken(response):
+        """Pages depend on the language (CONTRACT §12); JSON answers do not."""
+        if response.mimetype == "text/html":
+            response.headers["Content-Language"] = str(get_locale())
+            response.vary.add("Accept-Language")
+            response.vary.add("Cookie")
+        return response
 
 
 def _configure_limiter(app: Flask) -> None:

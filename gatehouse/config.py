@@ -81,6 +81,7 @@ SETTINGS = (
     Setting("WS_ACTIVE_SECONDS", "15", "positive_int"),
     Setting("WS_FRAMES_PER_MINUTE", "120", "positive_int"),
     Setting("PORTAL_IDLE_SECONDS", "43200", "positive_int"),
+    Setting("METRICS_TOKEN", None),
     Setting("LOG_LEVEL", "INFO"),
 )
 

@@ -1,4 +1,5 @@
 """Extensions created unbound; create_app binds them to an application."""
+from flask_babel import Babel
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -27,3 +28,4 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 sock = Sock()
 csrf = CSRFProtect()
 mail = Mail()
+babel = Babel()

@@ -22,17 +22,43 @@ from zoneinfo import available_timezones
 from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 import annotated_types
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator)
 from pydantic.alias_generators import to_camel
 
 from gatehouse.errors import PreconditionFailed, ValidationFailed
+from gatehouse.i18n import N_
+
+
+def _document_non_null(schema: dict, model: type[Params]) -> None:
+    """In the JSON schema of a model, a non_null field is its type alone, without the null of its
+    `X | None` (the None of the annotation only means "left out")."""
+    for name in model.non_null:
+        prop = schema.get("properties", {}).get(name, {})
+        branches = [branch for branch in prop.get("anyOf", ()) if branch != {"type": "null"}]
+        if prop.get("default", ...) is None:
+            del prop["default"]
+        if len(branches) == 1:
+            prop.pop("anyOf")
+            prop.update(branches[0])
 
 
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel,
-                              validate_by_alias=True, validate_by_name=False, frozen=True)
+                              validate_by_alias=True, validate_by_name=False, frozen=True,
+                              json_schema_extra=_document_non_null)
     # Fields a client may read but never write: refused with "is read-only" rather than "unknown".
     read_only: ClassVar[frozenset[str]] = frozenset()
+    # Optional fields (wire names) that may be left out but never sent as null: refused here, and
+    # documented without null by _document_non_null.
+    non_null: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_null(cls, value, info: ValidationInfo):
+        if value is None and cls.non_null and to_camel(info.field_name) in cls.non_null:
+            raise ValueError(N_("must not be null"))
+        return value
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs) -> None:
@@ -87,12 +113,12 @@ def _clean_message(error: dict, read_only: frozenset[str]) -> tuple[str, str]:
     loc = error["loc"]
     field = ".".join(str(part) for part in loc) or "body"
     if error["type"] == "extra_forbidden":
-        return field, "is read-only" if field in read_only else "is not a known field"
+        return field, N_("is read-only") if field in read_only else N_("is not a known field")
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     if error["type"] == "missing":
-        message = "is required"
+        message = N_("is required")
     return field, message
 
 
@@ -157,7 +183,7 @@ USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{2,31}")
 
 def _username(value: str) -> str:
     if not USERNAME_RE.fullmatch(value):
-        raise ValueError("must be 3-32 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        raise ValueError(N_("must be 3-32 letters, digits, '_', '.' or '-', starting with a letter or digit"))
     return value
 
 
@@ -174,31 +200,37 @@ INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 def _display_name(value: str) -> str:
     value = value.strip()
     if not 1 <= len(value) <= 100:
-        raise ValueError("must be 1-100 characters")
+        raise ValueError(N_("must be 1-100 characters"))
     if any(unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in value):
-        raise ValueError("must not contain control, invisible or text-direction characters")
+        raise ValueError(N_("must not contain control, invisible or text-direction characters"))
     return value
 
 
 def _avatar_url(value: str) -> str:
     if len(value) > 2048:
-        raise ValueError("must be at most 2048 characters")
+        raise ValueError(N_("must be at most 2048 characters"))
     if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain spaces or control characters")
+        raise ValueError(N_("must not contain spaces or control characters"))
     try:
         parts = urlsplit(value)
     except ValueError:
-        raise ValueError("must be an https URL") from None
+        raise ValueError(N_("must be an https URL")) from None
     if parts.scheme != "https" or not parts.hostname:
-        raise ValueError("must be an https URL")
+        raise ValueError(N_("must be an https URL"))
     return value
 
 
+# BCP 47's shape (language, then subtags), checked before babel is asked whether it knows the tag.
+LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+
+
 def _locale(value: str) -> str:
+    if not LOCALE_RE.fullmatch(value):
+        raise ValueError(N_("must be a BCP 47 language tag such as en or pt-BR"))
     try:
         locale = Locale.parse(value, sep="-")
     except (UnknownLocaleError, ValueError, TypeError):
-        raise ValueError("must be a BCP 47 language tag such as en or pt-BR") from None
+        raise ValueError(N_("must be a BCP 47 language tag such as en or pt-BR")) from None
     return str(locale).replace("_", "-")
 
 
@@ -209,7 +241,7 @@ def _zones() -> frozenset[str]:
 
 def _timezone(value: str) -> str:
     if value not in _zones():
-        raise ValueError("must be an IANA time zone name such as Europe/Paris")
+        raise ValueError(N_("must be an IANA time zone name such as Europe/Paris"))
     return value
 
 
@@ -217,13 +249,27 @@ def _upper(value: str) -> str:
     return value.upper()
 
 
-Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+def _zone_names() -> dict:
+    return {"enum": sorted(_zones())}
+
+
+# The json_schema_extra of each type documents what its validator enforces (in /openapi.json).
+Email = Annotated[str, Field(max_length=320, json_schema_extra={"format": "idn-email"}), AfterValidator(_email)]
 Password = Annotated[str, Field(min_length=1, max_length=4096)]
-Username = Annotated[str, Field(max_length=32), AfterValidator(_username)]
-DisplayName = Annotated[str, Field(max_length=200), AfterValidator(_display_name)]
-AvatarUrl = Annotated[str, Field(max_length=2048), AfterValidator(_avatar_url)]
-LocaleTag = Annotated[str, Field(max_length=35), AfterValidator(_locale)]
-TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+Username = Annotated[str, Field(max_length=32, json_schema_extra={"pattern": f"^{USERNAME_RE.pattern}$",
+                                                                   "minLength": 3}), AfterValidator(_username)]
+# No control character (Cc) anywhere, and one character at least that str.strip() keeps.
+_NO_CONTROL = r"[^\u0000-\u001f\u007f-\u009f]*"
+_KEPT = r"[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+DisplayName = Annotated[str, Field(max_length=200, json_schema_extra={
+    "pattern": f"^{_NO_CONTROL}{_KEPT}{_NO_CONTROL}$",
+    "description": "1-100 characters once trimmed, no control characters"}), AfterValidator(_display_name)]
+AvatarUrl = Annotated[str, Field(max_length=2048, json_schema_extra={"pattern": "^[Hh][Tt][Tt][Pp][Ss]://"}),
+                      AfterValidator(_avatar_url)]
+LocaleTag = Annotated[str, Field(max_length=35, json_schema_extra={"pattern": f"^{LOCALE_RE.pattern}$"}),
+                      AfterValidator(_locale)]
+TimeZone = Annotated[str, Field(max_length=64, json_schema_extra=lambda schema: schema.update(_zone_names())),
+                     AfterValidator(_timezone)]
 RegionCode = Annotated[str, Field(max_length=2, pattern=r"^[A-Za-z]{2}$"), AfterValidator(_upper)]
 CurrencyCode = Annotated[str, Field(max_length=3, pattern=r"^[A-Za-z]{3}$"), AfterValidator(_upper)]
 Code = Annotated[str, Field(max_length=6, pattern=r"^[0-9]{6}$")]
@@ -319,6 +365,8 @@ class ProfilePatch(Params):
     read_only: ClassVar[frozenset[str]] = frozenset({
         "id", "email", "emailVerified", "role", "showStatus", "subscription", "version",
         "createdAt", "updatedAt", "lastLoginAt"})
+    # These always have a value; null would not mean "back to the default" unambiguously.
+    non_null: ClassVar[frozenset[str]] = frozenset({"region", "currency", "locale", "timezone"})
 
     username: Username | None = None
     display_name: DisplayName | None = None
@@ -328,14 +376,6 @@ class ProfilePatch(Params):
     locale: LocaleTag | None = None
     timezone: TimeZone | None = None
     preferences: PreferencesPatch | None = None
-
-    @field_validator("region", "currency", "locale", "timezone", mode="before")
-    @classmethod
-    def _not_null(cls, value):
-        # These always have a value; null would not mean "back to the default" unambiguously.
-        if value is None:
-            raise ValueError("must not be null")
-        return value
 
     def given(self, name: str) -> bool:
         return name in self.model_fields_set
@@ -410,23 +450,17 @@ def _timestamp(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError("must be an ISO 8601 timestamp such as 2026-01-31T00:00:00Z") from None
+        raise ValueError(N_("must be an ISO 8601 timestamp such as 2026-01-31T00:00:00Z")) from None
     if parsed.tzinfo is None:
-        raise ValueError("must name its time zone (Z for UTC)")
+        raise ValueError(N_("must name its time zone (Z for UTC)"))
     try:
         # 0001-01-01T00:00:00+01:00 is a moment before the first one a datetime (or column) holds.
         return parsed.astimezone(timezone.utc)
     except OverflowError:
-        raise ValueError("must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
+        raise ValueError(N_("must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z")) from None
 
 
 Timestamp = Annotated[str, Field(max_length=40), AfterValidator(_timestamp)]
-
-
-def _refuse_null(value):
-    if value is None:
-        raise ValueError("must not be null")
-    return value
 
 
 class AdminUsersQuery(Params):
@@ -445,7 +479,7 @@ class SubscriptionPatch(Params):
     status: Literal["active", "trialing", "past_due", "canceled"] | None = None
     current_period_end: Timestamp | None = None  # null clears it
 
-    _not_null = field_validator("tier", "status", mode="before")(_refuse_null)
+    non_null: ClassVar[frozenset[str]] = frozenset({"tier", "status"})
 
     def given(self, name: str) -> bool:
         return name in self.model_fields_set
@@ -461,7 +495,7 @@ class AdminUserPatch(Params):
     disabled: bool | None = None
     subscription: SubscriptionPatch | None = None
 
-    _not_null = field_validator("show_status", "role", "disabled", "subscription", mode="before")(_refuse_null)
+    non_null: ClassVar[frozenset[str]] = frozenset({"showStatus", "role", "disabled", "subscription"})
 
     def given(self, name: str) -> bool:
         return name in self.model_fields_set

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
-from gatehouse import errors
+from gatehouse import errors, metrics
 
 log = logging.getLogger("gatehouse")
 access_log = logging.getLogger("gatehouse.access")
@@ -74,6 +74,11 @@ def error_response(err: errors.GatehouseError):
     return problem_response(err)
 
 
+def _held_websocket(response) -> bool:
+    """An accepted WebSocket: its "request" lasted as long as the connection, no answer time."""
+    return request.headers.get("Upgrade", "").lower() == "websocket" and response.status_code < 400
+
+
 def install(app: Flask) -> None:
     @app.before_request
     def start():
@@ -98,14 +103,19 @@ def install(app: Flask) -> None:
         if app.config["PRODUCTION"]:  # production is served over https only (RFC 6797)
             headers["Strict-Transport-Security"] = HSTS
         started = g.get("started")
+        elapsed = time.perf_counter() - started if started else None
         access_log.info("request", extra={
             "request_id": g.get("request_id"),
             "method": request.method,
             "path": request.path,  # never the query string
             "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
+            "duration_ms": round(elapsed * 1000, 2) if elapsed is not None else None,
             "remote_addr": request.remote_addr,
         })
+        if elapsed is not None and not _held_websocket(response):
+            # The URL rule, never the path: a path may hold an id, and every distinct label is a series.
+            route = request.url_rule.rule if request.url_rule else "unmatched"
+            metrics.http_request_duration.labels(route, metrics.status_class(response.status_code)).observe(elapsed)
         return response
 
     @app.errorhandler(errors.GatehouseError)

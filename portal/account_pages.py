@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from flask import flash, redirect, url_for
+from flask_babel import gettext
 from pydantic.alias_generators import to_camel
 
 from gatehouse import preferences
 from gatehouse.clock import now
 from gatehouse.errors import GatehouseError, NotFound, PreconditionFailed, field_error
+from gatehouse.i18n import N_
 from gatehouse.models import User
 from gatehouse.params import ProfilePatch, parse, version_number
 from gatehouse.services import profile
@@ -57,12 +59,12 @@ def save(form: VersionedForm, patch: dict, template: str, page_endpoint: str):
         version = expected_version(form)
         profile.update_profile(caller().user.id, params, expected_version=version, now=now())
     except PreconditionFailed:
-        flash("Your profile was changed elsewhere in the meantime. Here it is as it is now; "
-              "make your change again.", "error")
+        flash(gettext("Your profile was changed elsewhere in the meantime. Here it is as it is now; "
+              "make your change again."), "error")
         return redirect(url_for(page_endpoint))
     except GatehouseError as err:
         return refused(template, form, err)
-    flash("Your changes are saved.", "success")
+    flash(gettext("Your changes are saved."), "success")
     return redirect(url_for(page_endpoint))
 
 
@@ -102,4 +104,4 @@ def preferences_submit():
 
 @bp.route("/account/<path:_>", methods=["GET", "POST"])
 def unknown_account_page(_: str):
-    raise NotFound("There is no such page.")
+    raise NotFound(N_("There is no such page."))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, session, url_for
+from flask_babel import gettext
 
 from gatehouse.clock import now
 from gatehouse.errors import GatehouseError
@@ -59,7 +60,7 @@ def register_submit():
     except GatehouseError as err:
         return refused("register.html", form, err)
     signin.start(result)
-    flash("Your account is ready. We sent a code to your email address.", "success")
+    flash(gettext("Your account is ready. We sent a code to your email address."), "success")
     return redirect(signin.landing(result.user))
 
 
@@ -68,7 +69,7 @@ def logout():
     if caller() is not None:
         accounts.logout(caller(), all_sessions=False, now=now())
     signin.end()
-    flash("You are signed out.", "success")
+    flash(gettext("You are signed out."), "success")
     return redirect(url_for("portal.login"))
 
 
@@ -89,7 +90,7 @@ def verify_email_submit():
         recovery.verify_email(caller().user, params.code, now())
     except GatehouseError as err:
         return refused("verify_email.html", form, err)
-    flash("Your email address is verified.", "success")
+    flash(gettext("Your email address is verified."), "success")
     return redirect(url_for("portal.profile"))
 
 
@@ -100,7 +101,7 @@ def resend_verification():
         recovery.resend_verification(caller().user, now())
     except GatehouseError as err:
         return refused("verify_email.html", VerifyEmailForm(), err)
-    flash("A new code is on its way; the previous one no longer works.", "success")
+    flash(gettext("A new code is on its way; the previous one no longer works."), "success")
     return redirect(url_for("portal.verify_email"))
 
 
@@ -118,7 +119,7 @@ def forgot_password_submit():
     except GatehouseError as err:
         return refused("forgot_password.html", form, err)
     session[RESET_EMAIL] = params.email
-    flash("If an account uses this address, a reset code is on its way.", "success")
+    flash(gettext("If an account uses this address, a reset code is on its way."), "success")
     return redirect(url_for("portal.reset_password"))
 
 
@@ -137,5 +138,5 @@ def reset_password_submit():
     except GatehouseError as err:
         return refused("reset_password.html", form, err)
     signin.end()  # every session of the account was revoked
-    flash("Your password was changed. Sign in with the new password.", "success")
+    flash(gettext("Your password was changed. Sign in with the new password."), "success")
     return redirect(url_for("portal.login"))

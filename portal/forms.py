@@ -2,40 +2,43 @@
 params objects and services they feed (gatehouse.params, gatehouse.services), never here."""
 from __future__ import annotations
 
+from flask import g
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, EmailField, HiddenField, IntegerField, PasswordField, SelectChoice, SelectField,
                      StringField)
 
+from gatehouse.i18n import NAMES
 from gatehouse.regions import REGIONS
 
 
-def _text(label: str, autocomplete: str = "off", **attrs) -> StringField:
+def _text(label, autocomplete: str = "off", **attrs) -> StringField:
     return StringField(label, render_kw={"autocomplete": autocomplete, **attrs})
 
 
-def _password(label: str, autocomplete: str) -> PasswordField:
+def _password(label, autocomplete: str) -> PasswordField:
     return PasswordField(label, render_kw={"autocomplete": autocomplete})
 
 
-def _email(label: str = "Email address") -> EmailField:
+def _email(label=_l("Email address")) -> EmailField:
     return EmailField(label, render_kw={"autocomplete": "email", "spellcheck": "false"})
 
 
 def _code() -> StringField:
-    return _text("Code from the email", "one-time-code", inputmode="numeric", maxlength="6", spellcheck="false")
+    return _text(_l("Code from the email"), "one-time-code", inputmode="numeric", maxlength="6", spellcheck="false")
 
 
 class LoginForm(FlaskForm):
     aliases = {"email": "identifier", "username": "identifier"}
-    identifier = _text("Email or username", "username", spellcheck="false", autocapitalize="none")
-    password = _password("Password", "current-password")
+    identifier = _text(_l("Email or username"), "username", spellcheck="false", autocapitalize="none")
+    password = _password(_l("Password"), "current-password")
 
 
 class RegisterForm(FlaskForm):
     email = _email()
-    password = _password("Password", "new-password")
-    username = _text("Username", "username", spellcheck="false", autocapitalize="none")
-    display_name = _text("Display name", "name")
+    password = _password(_l("Password"), "new-password")
+    username = _text(_l("Username"), "username", spellcheck="false", autocapitalize="none")
+    display_name = _text(_l("Display name"), "name")
 
 
 class VerifyEmailForm(FlaskForm):
@@ -52,11 +55,21 @@ class ResetPasswordForm(FlaskForm):
     code_fields = {"invalid_code": "code"}
     email = _email()
     code = _code()
-    new_password = _password("New password", "new-password")
+    new_password = _password(_l("New password"), "new-password")
 
 
 def _region_choices() -> list[SelectChoice]:
     return [SelectChoice(region.code, f"{region.name} ({region.code})") for region in REGIONS.values()]
+
+
+def _language_choices() -> list[SelectChoice]:
+    """The shipped languages, and the account's own tag when it is another (set through the API),
+    so that saving the form never changes it unasked."""
+    choices = [SelectChoice(code, name, render_kw={"lang": code}) for code, name in NAMES.items()]
+    caller = g.get("caller")
+    if caller is not None and caller.user.locale not in NAMES:
+        choices.insert(0, SelectChoice(caller.user.locale, caller.user.locale))
+    return choices
 
 
 class VersionedForm(FlaskForm):
@@ -65,35 +78,35 @@ class VersionedForm(FlaskForm):
 
 
 class ProfileForm(VersionedForm):
-    username = _text("Username", "username", spellcheck="false", autocapitalize="none")
-    display_name = _text("Display name", "name")
-    avatar_url = _text("Avatar URL", "url", type="url", spellcheck="false")
-    region = SelectField("Region", choices=_region_choices, validate_choice=False)
-    currency = _text("Currency", autocapitalize="characters", maxlength="3", spellcheck="false")
-    locale = _text("Language (locale)", spellcheck="false")
-    timezone = _text("Time zone", spellcheck="false")
+    username = _text(_l("Username"), "username", spellcheck="false", autocapitalize="none")
+    display_name = _text(_l("Display name"), "name")
+    avatar_url = _text(_l("Avatar URL"), "url", type="url", spellcheck="false")
+    region = SelectField(_l("Region"), choices=_region_choices, validate_choice=False)
+    currency = _text(_l("Currency"), autocapitalize="characters", maxlength="3", spellcheck="false")
+    locale = SelectField(_l("Language"), choices=_language_choices, validate_choice=False)
+    timezone = _text(_l("Time zone"), spellcheck="false")
 
 
 class PreferencesForm(VersionedForm):
-    notifications_email = BooleanField("Email notifications")
-    notifications_push = BooleanField("Push notifications")
-    notifications_digest = SelectField("Digest email", validate_choice=False,
-                                       choices=[SelectChoice("off", "Off"), SelectChoice("daily", "Daily"),
-                                                SelectChoice("weekly", "Weekly")])
-    ai_enabled = BooleanField("AI features")
-    ai_model = _text("AI model", spellcheck="false")
-    ai_data_sharing = BooleanField("Share my data to improve AI features")
-    focus_default_minutes = IntegerField("Focus session (minutes)")
-    focus_break_minutes = IntegerField("Break (minutes)")
-    focus_daily_goal_minutes = IntegerField("Daily focus goal (minutes)")
+    notifications_email = BooleanField(_l("Email notifications"))
+    notifications_push = BooleanField(_l("Push notifications"))
+    notifications_digest = SelectField(_l("Digest email"), validate_choice=False,
+                                       choices=[SelectChoice("off", _l("Off")), SelectChoice("daily", _l("Daily")),
+                                                SelectChoice("weekly", _l("Weekly"))])
+    ai_enabled = BooleanField(_l("AI features"))
+    ai_model = _text(_l("AI model"), spellcheck="false")
+    ai_data_sharing = BooleanField(_l("Share my data to improve AI features"))
+    focus_default_minutes = IntegerField(_l("Focus session (minutes)"))
+    focus_break_minutes = IntegerField(_l("Break (minutes)"))
+    focus_daily_goal_minutes = IntegerField(_l("Daily focus goal (minutes)"))
 
 
 class PasswordChangeForm(FlaskForm):
     code_fields = {"invalid_credentials": "current_password"}
-    current_password = _password("Current password", "current-password")
-    new_password = _password("New password", "new-password")
+    current_password = _password(_l("Current password"), "current-password")
+    new_password = _password(_l("New password"), "new-password")
 
 
 class DeleteAccountForm(FlaskForm):
     code_fields = {"invalid_credentials": "password"}
-    password = _password("Password", "current-password")
+    password = _password(_l("Password"), "current-password")

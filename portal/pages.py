@@ -5,12 +5,15 @@ from datetime import datetime
 from typing import Callable
 
 from flask import render_template
+from flask_babel import get_locale, get_timezone, gettext
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from pydantic.alias_generators import to_snake
 
 from api.limits import limited
+from gatehouse import i18n
 from gatehouse.errors import BadRequest, GatehouseError
+from gatehouse.i18n import N_
 from portal import bp
 
 
@@ -38,9 +41,17 @@ def field_name(path: str) -> str:
 
 
 def sentence(label: str, message: str) -> str:
-    if message.startswith(("is ", "must ")):
-        return f"{label} {message}."
-    return f"{label}: {message[:1].upper()}{message[1:]}"
+    """A field's message as a sentence in the page's language: "Avatar URL must be an https URL."."""
+    said = translated(message)
+    if message.startswith(("is ", "must ")):  # a predicate of the field, in every shipped language
+        return f"{label} {said}."
+    return f"{label}: {said[:1].upper()}{said[1:]}"
+
+
+def translated(text: str) -> str:
+    """A service's message in the page's language when the catalogues have it, else as given
+    (gettext("") would be the catalogue's header)."""
+    return gettext(text) if text else text
 
 
 def refuse(form: FlaskForm, err: GatehouseError) -> None:
@@ -60,9 +71,9 @@ def refuse(form: FlaskForm, err: GatehouseError) -> None:
             field.errors = [*field.errors, sentence(field.label.text, error["message"])]
     if not err.errors and err.code in getattr(form, "code_fields", {}):
         field = form[form.code_fields[err.code]]
-        field.errors = [*field.errors, err.detail]
+        field.errors = [*field.errors, translated(err.detail)]
     elif unplaced or not err.errors:
-        form.alert = " ".join([err.detail, *unplaced]) if err.errors else err.detail
+        form.alert = " ".join([translated(err.detail), *unplaced]) if err.errors else translated(err.detail)
 
 
 def entered(field) -> str:
@@ -89,7 +100,10 @@ def refused(template: str, form: FlaskForm, err: GatehouseError, **context):
 
 
 def when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"
+    """A moment in the page's language and the signed-in user's time zone."""
+    if moment is None:
+        return gettext("never")
+    return i18n.moment(moment, str(get_locale()), str(get_timezone()))
 
 
 @bp.context_processor
@@ -99,6 +113,6 @@ def formatting() -> dict:
 
 @bp.errorhandler(CSRFError)
 def csrf_refused(_: CSRFError):
-    error = BadRequest("This form has expired or did not come from this site. Go back, reload the page "
-                       "and send it again.")
+    error = BadRequest(N_("This form has expired or did not come from this site. Go back, reload the page "
+                          "and send it again."))
     return render_template("errors/error.html", error=error), 400

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from flask import flash, redirect, url_for
+from flask_babel import gettext, ngettext
 
 from gatehouse.clock import now
+from gatehouse.i18n import N_
 from gatehouse.errors import GatehouseError, NotFound
 from gatehouse.params import DeleteAccountParams, PasswordChangeParams, parse
 from gatehouse.services import devices, profile, sessions
@@ -45,8 +47,11 @@ def change_password():
         revoked = profile.update_password(caller(), parse(PasswordChangeParams, body), now=now())
     except GatehouseError as err:
         return refused_here("password_form", form, err)
-    others = f" {len(revoked)} other session(s) were signed out." if revoked else ""
-    flash(f"Your password was changed.{others}", "success")
+    message = gettext("Your password was changed.")
+    if revoked:
+        message += " " + ngettext("%(num)d other session was signed out.", "%(num)d other sessions were signed out.",
+                                  len(revoked))
+    flash(message, "success")
     return redirect(url_for("portal.security"))
 
 
@@ -54,12 +59,12 @@ def change_password():
 @signed_in_only
 def revoke_session(session_id: str):
     if not sessions.revoke_one(caller().user.id, session_id, now()):
-        raise NotFound("No such session.")
+        raise NotFound(N_("No such session."))
     if session_id == caller().session.id:
         signin.end()
-        flash("You signed out of this browser.", "success")
+        flash(gettext("You signed out of this browser."), "success")
         return redirect(url_for("portal.login"))
-    flash("The session was signed out.", "success")
+    flash(gettext("The session was signed out."), "success")
     return redirect(url_for("portal.security"))
 
 
@@ -67,8 +72,8 @@ def revoke_session(session_id: str):
 @signed_in_only
 def forget_device(device_id: str):
     if not devices.forget(caller().user.id, device_id, now()):
-        raise NotFound("No such device.")
-    flash("The device was removed and its sessions signed out.", "success")
+        raise NotFound(N_("No such device."))
+    flash(gettext("The device was removed and its sessions signed out."), "success")
     return redirect(url_for("portal.security"))
 
 
@@ -82,5 +87,5 @@ def delete_account():
     except GatehouseError as err:
         return refused_here("delete_form", form, err)
     signin.end()
-    flash("Your account was deleted.", "success")
+    flash(gettext("Your account was deleted."), "success")
     return redirect(url_for("portal.login"))

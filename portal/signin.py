@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Callable
 
 from flask import flash, g, redirect, request, session, url_for
+from flask_babel import gettext
 
 from gatehouse.clock import now
 from gatehouse.errors import TokenRevoked
@@ -35,7 +36,7 @@ def load_caller() -> None:
         g.caller = sessions.resume(session_id, now())
     except TokenRevoked:
         session.clear()
-        flash("Your session has ended. Please sign in again.", "info")
+        flash(gettext("Your session has ended. Please sign in again."), "info")
         return
     sessions.touch(g.caller.session, now())
 

@@ -39,7 +39,20 @@ BASE_CONFIG = {
 }
 
 
+def _compile_catalogues() -> None:
+    """What make does before the tests (translations/%.mo), for runs of pytest on its own."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po in (Path(__file__).resolve().parent.parent / "translations").glob("*/LC_MESSAGES/messages.po"):
+        mo = po.with_suffix(".mo")
+        if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+            with open(po, "rb") as source, open(mo, "wb") as target:
+                write_mo(target, read_po(source))
+
+
 def pytest_configure(config):
+    _compile_catalogues()
     if os.environ.get("GATEHOUSE_REQUIRE_POSTGRES") == "1" and not POSTGRES_LEG:
         raise pytest.UsageError("GATEHOUSE_REQUIRE_POSTGRES=1 but PostgreSQL (initdb, pg_ctl) or redis-server "
                                 "is not installed")

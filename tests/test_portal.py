@@ -336,8 +336,9 @@ def test_profile_changes_reach_the_database_and_the_api(app, portal, api):
     response = portal.submit("/account", username="", display_name="Pro File", avatar_url="http://insecure.test/a.png",
                              region="FR", currency="EUR", locale="fr", timezone="Nowhere/Else")
     assert response.status_code == 422
-    assert field_error(response, "avatar_url") == "Avatar URL must be an https URL."
-    assert field_error(response, "timezone").startswith("Time zone must be an IANA time zone name")
+    # The account speaks French since locale "fr" was saved: so do its refusals.
+    assert field_error(response, "avatar_url") == "URL de l’avatar doit être une URL https."
+    assert field_error(response, "timezone").startswith("Fuseau horaire doit être un nom de fuseau horaire IANA")
     assert user_row(app, "profile@example.com").username == "ProFile"
 
     redirected_to(portal.submit("/account", username="", display_name="", avatar_url="", region="FR",
@@ -408,7 +409,7 @@ def test_password_change_signs_out_every_other_session(app, portal, api):
     response = portal.submit("/account/security", "/account/security/password",
                              current_password=PASSWORD, new_password=NEW_PASSWORD)
     redirected_to(response, "/account/security")
-    assert "2 other session(s) were signed out" in text(portal.get("/account/security"))  # register's and login's
+    assert "2 other sessions were signed out" in text(portal.get("/account/security"))  # register's and login's
     assert api.get("/users/me", token=token).status_code == 401
     assert portal.get("/account/security").status_code == 200
     api.login(email="pwchange@example.com", password=NEW_PASSWORD)

@@ -46,7 +46,7 @@ def test_registration_mails_a_code_that_verifies_the_address(app, api, smtp_sink
         assert row.expires_at is not None
     deliver(app)
     mail = smtp_sink.to("verify@example.com", VERIFY)[0]
-    assert "24 hours" in text_of(mail)
+    assert "expires in 1 day" in text_of(mail)
     code = last_code(smtp_sink, "verify@example.com", VERIFY)
 
     token = signed_up["tokens"]["accessToken"]

@@ -1,30 +1,34 @@
-"""Mail rendering: templates/email/<name>.txt and .html into one Flask-Mail message per outbox row."""
+"""Mail rendering: templates/email/<name>.txt and .html into one Flask-Mail message per outbox row,
+in the language and time zone the row was queued with."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 
+from babel.dates import format_timedelta
 from flask import current_app, render_template
+from flask_babel import force_locale, gettext
 from flask_mail import Message
 
+from gatehouse import i18n
+from gatehouse.i18n import N_
+
 PRODUCT = "Gatehouse"
+# Keys of the stored context that say how the mail speaks (set by enqueue()).
+LANGUAGE = "_language"
+TIMEZONE = "_timezone"
 
 SUBJECTS = {
     # No code in a subject: MTAs log subjects.
-    "verify-email": "Confirm your email address for {product}",
-    "reset-password": "Reset your {product} password",
-    "password-changed": "Your {product} password was changed",
+    "verify-email": N_("Confirm your email address for %(product)s"),
+    "reset-password": N_("Reset your %(product)s password"),
+    "password-changed": N_("Your %(product)s password was changed"),
 }
 
 
-def duration_words(seconds: int) -> str:
-    """600 -> "10 minutes", 86400 -> "24 hours", 90 -> "1 minute 30 seconds"."""
-    parts = []
-    hours, rest = divmod(int(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    for amount, unit in ((hours, "hour"), (minutes, "minute"), (secs, "second")):
-        if amount:
-            parts.append(f"{amount} {unit}{'' if amount == 1 else 's'}")
-    return " ".join(parts) or "0 seconds"
+def duration_words(seconds: int, language: str = i18n.DEFAULT) -> str:
+    """600 -> "10 minutes" ("10 Minuten"), 86400 -> "1 day": the largest whole unit, in `language`."""
+    return format_timedelta(timedelta(seconds=int(seconds)), threshold=1, locale=i18n.language_of(language))
 
 
 def message_id(row_id: str) -> str:
@@ -35,20 +39,24 @@ def message_id(row_id: str) -> str:
 
 
 def render(row_id: str, template: str, recipient: str, context: dict) -> Message:
-    values = {"product": PRODUCT, **context}
+    language = i18n.language_of(context.get(LANGUAGE))
+    timezone = context.get(TIMEZONE)
+
+    def moment(iso: str) -> str:
+        try:
+            return i18n.moment(datetime.fromisoformat(iso), language, timezone)
+        except ValueError:  # queued before timestamps were stored as ISO 8601: shown as queued
+            return iso
+
+    values = {"product": PRODUCT, "language": language, "moment": moment,
+              **{k: v for k, v in context.items() if k not in (LANGUAGE, TIMEZONE)}}
     if "ttl_seconds" in values:
-        values["expires_in"] = duration_words(values["ttl_seconds"])
-    subject = SUBJECTS.get(template, "{product}").format_map(_Blank(values))
-    message = Message(subject=subject, recipients=[recipient],
-                      body=render_template(f"email/{template}.txt", **values),
-                      html=render_template(f"email/{template}.html", **values),
-                      extra_headers={"Auto-Submitted": "auto-generated"})
+        values["expires_in"] = duration_words(values["ttl_seconds"], language)
+    with force_locale(language):
+        subject = gettext(SUBJECTS[template], product=PRODUCT) if template in SUBJECTS else PRODUCT
+        message = Message(subject=subject, recipients=[recipient],
+                          body=render_template(f"email/{template}.txt", **values),
+                          html=render_template(f"email/{template}.html", **values),
+                          extra_headers={"Auto-Submitted": "auto-generated", "Content-Language": language})
     message.msgId = message_id(row_id)
     return message
-
-
-class _Blank(dict):
-    """format_map that leaves an unknown placeholder empty instead of failing the mail."""
-
-    def __missing__(self, key):
-        return ""

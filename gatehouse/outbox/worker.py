@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 
+from gatehouse import metrics
 from gatehouse.clock import now as clock_now
 from gatehouse.extensions import db
 from gatehouse.models import OutboxMessage
@@ -103,6 +104,7 @@ def deliver(row, transport, now: datetime) -> str:
     """Send one claimed row and record what happened; returns the outcome."""
     if row.expires_at is not None and row.expires_at <= now:
         _finish(row, status="expired", last_error="expired before delivery")
+        metrics.mail_sent.labels("expired").inc()
         return "expired"
     raw = sealer().open(row.payload) if row.payload is not None else None
     try:
@@ -128,6 +130,7 @@ def deliver(row, transport, now: datetime) -> str:
         outcome = "sent"
     log.info("outbox mail %s", outcome, extra={"outbox_id": row.id, "template": row.template,
                                                "attempts": row.attempts})
+    metrics.mail_sent.labels(outcome).inc()
     return outcome
 
 
@@ -181,6 +184,16 @@ def next_due(now: datetime) -> float | None:
     if not times:
         return None
     return max((_aware(min(times)) - now).total_seconds(), 0.0)
+
+
+def due_summary(now: datetime) -> tuple[int, datetime | None]:
+    """How many rows are due at `now`, and since when the oldest of them has been (for /metrics):
+    one aggregate over the due index. A lapsed lease has been due since it lapsed."""
+    due_since = case((OutboxMessage.status == "pending", OutboxMessage.next_attempt_at),
+                     else_=OutboxMessage.lease_until)
+    count, oldest = db.session.execute(select(func.count(), func.min(due_since)).where(_due(now))).one()
+    db.session.commit()
+    return count, _aware(oldest) if oldest is not None else None
 
 
 def _aware(value: datetime) -> datetime:

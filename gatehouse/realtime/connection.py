@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from simple_websocket import ConnectionClosed
 
-from gatehouse import errors
+from gatehouse import errors, metrics
 from gatehouse.clock import iso_z
 from gatehouse.clock import now as clock_now
 from gatehouse.extensions import db
@@ -185,6 +185,7 @@ class Connection:
 
     def send(self, event: str, data: dict) -> None:
         self.ws.send(json.dumps({"event": event, "data": data}, separators=(",", ":")))
+        metrics.ws_events.labels(event).inc()
 
     def error(self, code: str, detail: str) -> None:
         self.send("error", {"code": code, "detail": detail})

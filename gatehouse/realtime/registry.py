@@ -5,6 +5,8 @@ import threading
 from collections import defaultdict
 from typing import Protocol
 
+from gatehouse import metrics
+
 # A bus target that is no user: the connections of every admin (who see visible users' presence).
 ADMINS = "admins"
 
@@ -39,6 +41,7 @@ class Registry:
             if self._count >= self.capacity:
                 return False
             self._count += 1
+            metrics.ws_connections.inc()
             self._by_user[conn.user_id].add(conn)
             self._by_session[conn.session_id].add(conn)
             if conn.admin:
@@ -49,6 +52,7 @@ class Registry:
         """Forget a connection; how many of its user's connections this process still holds."""
         with self._lock:
             self._count -= 1
+            metrics.ws_connections.dec()
             for index, key in ((self._by_user, conn.user_id), (self._by_session, conn.session_id)):
                 index[key].discard(conn)
                 if not index[key]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import unicodedata
 from functools import lru_cache
 
@@ -9,7 +10,9 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from gatehouse import metrics
 from gatehouse.errors import PasswordTooWeak, ServiceUnavailable
+from gatehouse.i18n import N_
 from gatehouse.security.argon2_native import NativeArgon2
 
 MAX_LENGTH = 1024  # far above the 128 the contract asks for; bounds the hashing work of one request
@@ -38,8 +41,8 @@ def check_policy(password: str, *, min_length: int, email: str | None = None,
                               errors=[{"field": "password", "message": f"must be at most {MAX_LENGTH} characters"}])
     folded = text.casefold()
     if folded in common_passwords():
-        raise PasswordTooWeak("This password is too common.",
-                              errors=[{"field": "password", "message": "is too common"}])
+        raise PasswordTooWeak(N_("This password is too common."),
+                              errors=[{"field": "password", "message": N_("is too common")}])
     personal = []
     if email:
         personal.append(email.split("@", 1)[0].casefold())
@@ -48,8 +51,9 @@ def check_policy(password: str, *, min_length: int, email: str | None = None,
     for word in personal:
         # Very short local parts ("jo@...") would refuse half of all passwords; equality still counts.
         if folded == word or (len(word) >= 3 and word in folded):
-            raise PasswordTooWeak("The password must not contain your email address or username.",
-                                  errors=[{"field": "password", "message": "must not contain your email or username"}])
+            raise PasswordTooWeak(N_("The password must not contain your email address or username."),
+                                  errors=[{"field": "password",
+                                           "message": N_("must not contain your email or username")}])
 
 
 class Hasher:
@@ -69,9 +73,24 @@ class Hasher:
         self._dummy_hash: str | None = None
 
     def _slot(self):
-        if not self._slots.acquire(timeout=self._queue_timeout):
-            raise ServiceUnavailable("Too many sign-ins at once; try again in a moment.", retry_after=1)
-        return self._slots
+        """Take a computation slot (counted in flight until release()), or 503 after the queue time-out."""
+        if not self._slots.acquire(blocking=False):
+            metrics.argon2_waiting.inc()
+            started = time.perf_counter()
+            try:
+                got = self._slots.acquire(timeout=self._queue_timeout)
+            finally:
+                metrics.argon2_waiting.dec()
+                metrics.argon2_wait.observe(time.perf_counter() - started)
+            if not got:
+                metrics.argon2_refused.inc()
+                raise ServiceUnavailable("Too many sign-ins at once; try again in a moment.", retry_after=1)
+        metrics.argon2_in_flight.inc()
+        return self
+
+    def release(self) -> None:
+        metrics.argon2_in_flight.dec()
+        self._slots.release()
 
     def hash(self, password: str) -> str:
         slots = self._slot()

@@ -7,8 +7,9 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
-from gatehouse import regions
-from gatehouse.errors import EmailTaken, InvalidCredentials, TokenRevoked, UsernameTaken
+from gatehouse import metrics, regions
+from gatehouse.errors import (EmailTaken, GatehouseError, InvalidCredentials, RateLimited, TokenRevoked,
+                              UsernameTaken)
 from gatehouse.extensions import db
 from gatehouse.models import Session, Subscription, User, UserSettings
 from gatehouse.models.types import new_id
@@ -109,12 +110,19 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
           kind: str = "api") -> SignIn:
     """Wrong password, unknown, disabled or deleted account: one answer, comparable time."""
     user = find_by_identifier(params)
-    throttle.check(params.identifier, now, user)
+    try:
+        throttle.check(params.identifier, now, user)
+    except RateLimited:
+        metrics.signins.labels("rate_limited").inc()
+        raise
     matches, needs_rehash = hasher().verify(user.password_hash if user else None, params.password)
     if not matches or not user.active or user.password_locked_at is not None:
+        locked = user is not None and user.password_locked_at is not None  # before this failure
         throttle.failed(params.identifier, now, user)
+        metrics.signins.labels("locked" if locked else "invalid_credentials").inc()
         raise InvalidCredentials()
     throttle.succeeded(params.identifier, user)
+    metrics.signins.labels("success").inc()
     if needs_rehash:
         user.password_hash = hasher().hash(params.password)
     user.last_login_at = now
@@ -125,7 +133,22 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
     return SignIn(user, session, pair)
 
 
+# The refresh outcomes of gatehouse_refreshes_total, by the error that refused the token.
+REFRESH_OUTCOMES = {"token_invalid": "invalid", "token_expired": "expired", "token_revoked": "revoked",
+                    "refresh_token_reused": "reused"}
+
+
 def refresh(refresh_token: str, now: datetime) -> SignIn:
+    try:
+        result = _rotate(refresh_token, now)
+    except GatehouseError as err:
+        metrics.refreshes.labels(REFRESH_OUTCOMES.get(err.code, "invalid")).inc()
+        raise
+    metrics.refreshes.labels("success").inc()
+    return result
+
+
+def _rotate(refresh_token: str, now: datetime) -> SignIn:
     session_id = tokens.spend(refresh_token, now)
     if session_id is None:
         db.session.rollback()

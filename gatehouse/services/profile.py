@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from gatehouse import regions
+from gatehouse.clock import iso_z
 from gatehouse.errors import PasswordTooWeak, PreconditionFailed, UsernameTaken
 from gatehouse.extensions import db
 from gatehouse.models import User, UserSettings
@@ -153,7 +154,7 @@ def update_password(caller: sessions.Caller, params: PasswordChangeParams, *, no
     user.password_hash = hasher().hash(params.new_password)
     # The caller's own session stays signed in, so the notice does not say "signed out everywhere".
     enqueue("password-changed", user.email,
-            {"changed_at": now.strftime("%Y-%m-%d %H:%M UTC"), "signed_out_everywhere": False},
+            {"changed_at": iso_z(now), "signed_out_everywhere": False},
             now=now, user_id=user.id)
     # revoke_all commits the new hash and the notice together with the revocation: one transaction.
     return sessions.revoke_all(user.id, now, except_id=caller.session.id)

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from gatehouse import outbox
+from gatehouse.clock import iso_z
 from gatehouse.errors import InvalidCode, PasswordTooWeak, RateLimited
 from gatehouse.extensions import db
 from gatehouse.models import User
@@ -94,7 +95,7 @@ def reset_password(params: ResetPasswordParams, now: datetime) -> None:
         .execution_options(synchronize_session=False))
     throttle.clear(user)  # a reset ends the backoff and the lockout
     outbox.enqueue("password-changed", user.email,
-                   {"changed_at": now.strftime("%Y-%m-%d %H:%M UTC"), "signed_out_everywhere": True},
+                   {"changed_at": iso_z(now), "signed_out_everywhere": True},
                    now=now, user_id=user.id)
     # revoke_all commits: the used code, the new password, the notice and the revocations land
     # together, and session:revoked is published after the commit.

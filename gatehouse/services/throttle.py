@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gatehouse import metrics
 from gatehouse.errors import RateLimited
 from gatehouse.extensions import db
 from gatehouse.models import SignInFailure, User
@@ -123,6 +124,7 @@ def check(identifier: str, now: datetime, user: User | None = None) -> None:
         return
     until = _counters("blocked_until", _key(identifier, user))
     if until is not None and until > now:
+        metrics.rate_limited.labels("sign_in").inc()
         raise RateLimited("Too many failed sign-in attempts for this account; try again later.",
                           retry_after=math.ceil((until - now).total_seconds()))
 
