@@ -4,5 +4,5 @@ from flask import Blueprint
 bp = Blueprint("api", __name__)
 
 # Routes register themselves on bp.
-from api import (admin_routes, auth_routes, keys_routes, meta, recovery_routes,  # noqa: E402,F401
+from api import (admin_routes, auth_routes, keys_routes, meta, mfa_routes, recovery_routes,  # noqa: E402,F401
                  users_routes, ws_routes)

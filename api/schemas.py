@@ -202,3 +202,58 @@ class AdminUserResult(Out):
 class AdminUsersResult(Out):
     users: list[AdminUserOut]
     next_cursor: str | None
+
+
+# ---- second factors and passkeys ---------------------------------------------------------------
+
+class TotpOut(Out):
+    created_at: Timestamp
+
+
+class PasskeyOut(Out):
+    id: str
+    name: str
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+
+    @classmethod
+    def of(cls, passkey) -> PasskeyOut:
+        return cls.model_construct(id=passkey.id, name=passkey.name, created_at=passkey.created_at,
+                                   last_used_at=passkey.last_used_at)
+
+
+class MfaResult(Out):
+    totp: TotpOut | None
+    passkeys: list[PasskeyOut]
+    recovery_codes_left: int
+
+
+class TotpEnrolment(Out):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+    expires_at: Timestamp
+
+
+class RecoveryCodesResult(Out):
+    recovery_codes: list[str] | None
+
+
+class PasskeyResult(Out):
+    passkey: PasskeyOut
+
+
+class CreationOptionsResult(Out):
+    """`options` is a WebAuthn Level 3 PublicKeyCredentialCreationOptionsJSON (base64url members)."""
+
+    options: dict
+
+
+class RequestOptionsResult(Out):
+    """`options` is a WebAuthn Level 3 PublicKeyCredentialRequestOptionsJSON (base64url members)."""
+
+    options: dict
+
+
+class PasswordlessOptionsResult(RequestOptionsResult):
+    challenge_id: str

@@ -9,12 +9,14 @@ class GatehouseError(Exception):
     detail = "The request could not be completed."
 
     def __init__(self, detail: str | None = None, *, errors: list[dict] | None = None,
-                 retry_after: int | None = None):
+                 retry_after: int | None = None, extensions: dict | None = None):
         super().__init__(detail or self.detail)
         if detail:
             self.detail = detail
         self.errors = errors or []
         self.retry_after = retry_after
+        # RFC 9457 extension members, e.g. mfa_required's mfaToken, methods and expiresAt.
+        self.extensions = extensions or {}
 
 
 def _error(name: str, code: str, status: int, title: str, detail: str) -> type[GatehouseError]:
@@ -53,6 +55,17 @@ PasswordTooWeak = _error("PasswordTooWeak", "password_too_weak", 422, "Password 
                          "Choose a longer or less common password.")
 ServiceUnavailable = _error("ServiceUnavailable", "service_unavailable", 503, "Service unavailable",
                             "The service is busy; try again shortly.")
+MfaRequired = _error("MfaRequired", "mfa_required", 401, "Second factor required",
+                     "The password is right; finish signing in with a second factor at /auth/mfa/verify.")
+ReauthenticationRequired = _error("ReauthenticationRequired", "reauthentication_required", 401,
+                                  "Reauthentication required",
+                                  "Confirm who you are again (POST /auth/reauthenticate) before this change.")
+InvalidMfaCode = _error("InvalidMfaCode", "invalid_mfa_code", 400, "Invalid code",
+                        "The code is wrong, already used or expired.")
+FactorExists = _error("FactorExists", "factor_exists", 409, "Factor exists",
+                      "This second factor is already set up.")
+WebauthnFailed = _error("WebauthnFailed", "webauthn_failed", 400, "Passkey not accepted",
+                        "The passkey response could not be verified.")
 MethodNotAllowed = _error("MethodNotAllowed", "method_not_allowed", 405, "Method not allowed",
                           "This method is not allowed on this resource.")
 InternalError = _error("InternalError", "internal_error", 500, "Internal error",

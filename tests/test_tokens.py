@@ -126,4 +126,6 @@ def test_a_token_stops_working_when_the_account_is_disabled(app, api):
 def test_access_tokens_carry_no_claims_beyond_the_contract(api):
     claims = claims_of(api.register()["tokens"]["accessToken"])
     # flask-jwt-extended's own "fresh" flag is the only addition; no cookie CSRF value, no nbf.
-    assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh"}
+    assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh",
+                           "amr", "aal", "auth_time"}
+    assert (claims["amr"], claims["aal"]) == (["pwd"], 1) and claims["auth_time"] == claims["iat"]

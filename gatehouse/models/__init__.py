@@ -1,4 +1,5 @@
 """Every table of CONTRACT §8, one module per aggregate."""
+from gatehouse.models.mfa import MfaChallenge, MfaTotp, Passkey, RecoveryCode, WebauthnChallenge
 from gatehouse.models.outbox import OutboxMessage
 from gatehouse.models.records import AiUsage, IdempotencyKey, OneTimeCode, SignInFailure
 from gatehouse.models.session import Device, RefreshToken, Session
@@ -6,6 +7,7 @@ from gatehouse.models.user import Subscription, User, UserSettings
 from gatehouse.models.ws_ticket import WsTicket
 
 __all__ = [
-    "AiUsage", "Device", "IdempotencyKey", "OneTimeCode", "OutboxMessage", "RefreshToken", "Session",
+    "AiUsage", "Device", "IdempotencyKey", "MfaChallenge", "MfaTotp", "OneTimeCode", "Passkey", "RecoveryCode",
+    "WebauthnChallenge", "OutboxMessage", "RefreshToken", "Session",
     "SignInFailure", "Subscription", "User", "UserSettings", "WsTicket",
 ]
