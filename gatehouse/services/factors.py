@@ -119,8 +119,18 @@ def start_totp(caller: sessions.Caller, now: datetime) -> Enrolment:
     except IntegrityError:
         db.session.rollback()
         raise FactorExists("TOTP is already on; remove it first to set up another authenticator.") from None
+    return pending_totp(user, now)
+
+
+def pending_totp(user: User, now: datetime) -> Enrolment | None:
+    """The enrolment still waiting for its first code (the portal shows it again), or None."""
+    row = db.session.scalar(select(MfaTotp).where(MfaTotp.user_id == user.id, MfaTotp.confirmed_at.is_(None),
+                                                  MfaTotp.pending_until > now))
+    if row is None:
+        return None
+    secret = _secret(row)
     uri = secrets_.totp_uri(secret, user.email, ISSUER)
-    return Enrolment(secret, uri, secrets_.qr_svg(uri), expires_at)
+    return Enrolment(secret, uri, secrets_.qr_svg(uri), row.pending_until)
 
 
 def _secret(row: MfaTotp) -> str:

@@ -168,9 +168,10 @@ def passkey_login(params: PasskeyLoginParams, *, ip_address: str | None, user_ag
 
 # ---- step-up -----------------------------------------------------------------------------------
 
-def reauthenticate(caller: sessions.Caller, params: ReauthenticateParams, now: datetime) -> tokens.TokenPair:
+def reauthenticate(caller: sessions.Caller, params: ReauthenticateParams, now: datetime, *,
+                   issue: bool = True) -> tokens.TokenPair | None:
     """The password again (and the second factor when the account has one): the session's auth_time
-    is now, and a new pair carries it."""
+    is now, and (with `issue`; a portal session holds no tokens) a new pair carries it."""
     user = caller.user
     verify_current_password(user, params.password, now)
     proof = Proof(("pwd",), 1)
@@ -185,7 +186,7 @@ def reauthenticate(caller: sessions.Caller, params: ReauthenticateParams, now: d
             raise InvalidMfaCode(errors=[{"field": "code", "message": "is wrong, already used or expired"}])
     session = db.session.merge(caller.session)
     factors.raise_session(session, proof, now)
-    pair = tokens.issue(user, session, now)
+    pair = tokens.issue(user, session, now) if issue else None
     _commit_noting_recovery_code(user, params.code, session.id, now)
     return pair
 
