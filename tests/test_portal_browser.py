@@ -89,7 +89,7 @@ def test_registration_lands_on_the_code_page_and_then_the_account(page, smtp_sin
     page.wait_for_url("**/login")
     page.get_by_label("Email or username").fill("browser@example.com")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url("**/account")
     cookie = next(c for c in page.context.cookies() if c["name"] == "session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
@@ -101,7 +101,7 @@ def test_every_page_fits_a_375_px_phone(page, smtp_sink, tmp_path):
         page.goto(path)
         fits_the_phone(page)
     page.screenshot(path=tmp_path / "login.png", full_page=True)
-    page.get_by_role("button", name="Sign in").click()  # an empty form: errors in words, still no sideways scroll
+    page.get_by_role("button", name="Sign in", exact=True).click()  # an empty form: errors in words, still no sideways scroll
     assert page.get_by_role("alert").is_visible()
     fits_the_phone(page)
     page.screenshot(path=tmp_path / "login-refused.png", full_page=True)
