@@ -53,3 +53,20 @@ def test_writes_document_idempotency_and_patch_documents_if_match(client):
     login = document["paths"]["/auth/login"]["post"]
     assert "Idempotency-Key" in {p["name"] for p in login["parameters"]}
     assert "Idempotency-Key" not in {p["name"] for p in document["paths"]["/auth/me"]["get"]["parameters"]}
+
+
+def test_second_factors_are_documented_with_the_webauthn_json_shapes(client):
+    document = client.get("/openapi.json").get_json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for path in ("/users/me/mfa", "/users/me/mfa/totp", "/users/me/mfa/totp/confirm", "/users/me/mfa/recovery-codes",
+                 "/users/me/passkeys/options", "/users/me/passkeys", "/users/me/passkeys/{passkey_id}",
+                 "/auth/mfa/verify", "/auth/mfa/passkey-options", "/auth/passkey/options", "/auth/passkey/login",
+                 "/auth/reauthenticate", "/admin/users/{user_id}/mfa"):
+        assert path in paths, path
+    login_401 = paths["/auth/login"]["post"]["responses"]["401"]["content"]["application/problem+json"]["schema"]
+    assert {"$ref": "#/components/schemas/MfaRequiredProblem"} in login_401["oneOf"]
+    assert set(schemas["MfaRequiredProblem"]["allOf"][1]["required"]) == {"mfaToken", "methods", "expiresAt"}
+    assert {"clientDataJSON", "authenticatorData", "signature"} <= set(schemas["AssertionResponseJSON"]["properties"])
+    assert {"clientDataJSON", "attestationObject"} <= set(schemas["AttestationResponseJSON"]["properties"])
+    assert "reauthentication_required" in paths["/users/me/mfa/totp"]["post"]["description"]
+    assert "reauthentication_required" in paths["/users/me/password"]["post"]["description"]
