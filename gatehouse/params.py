@@ -381,32 +381,27 @@ class AssertionResponseJSON(Params):
     user_handle: Base64Url | None = None
 
 
-class RegistrationResponseJSON(Params):
+class _PublicKeyCredentialJSON(Params):
+    id: Base64Url
+    raw_id: Base64Url
+    authenticator_attachment: Literal["platform", "cross-platform"] | None = None
+    client_extension_results: dict = Field(default_factory=dict)
+    type: Literal["public-key"]
+
+    def as_json(self) -> dict:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class RegistrationResponseJSON(_PublicKeyCredentialJSON):
     """What navigator.credentials.create() gives, as PublicKeyCredential.toJSON() writes it."""
 
-    id: Base64Url
-    raw_id: Base64Url
     response: AttestationResponseJSON
-    authenticator_attachment: Literal["platform", "cross-platform"] | None = None
-    client_extension_results: dict = Field(default_factory=dict)
-    type: Literal["public-key"]
-
-    def as_json(self) -> dict:
-        return self.model_dump(by_alias=True, exclude_none=True)
 
 
-class AuthenticationResponseJSON(Params):
+class AuthenticationResponseJSON(_PublicKeyCredentialJSON):
     """What navigator.credentials.get() gives, as PublicKeyCredential.toJSON() writes it."""
 
-    id: Base64Url
-    raw_id: Base64Url
     response: AssertionResponseJSON
-    authenticator_attachment: Literal["platform", "cross-platform"] | None = None
-    client_extension_results: dict = Field(default_factory=dict)
-    type: Literal["public-key"]
-
-    def as_json(self) -> dict:
-        return self.model_dump(by_alias=True, exclude_none=True)
 
 
 class TotpConfirmParams(Params):

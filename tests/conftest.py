@@ -195,3 +195,12 @@ def events(app):
         unsubscribe = bus().subscribe(lambda user_id, event, data: seen.append((user_id, event, data)))
     yield seen
     unsubscribe()
+
+
+@pytest.fixture
+def clock(request):
+    """Time stands still at the test module's T0 until the test moves it (move_to, shift)."""
+    import time_machine
+
+    with time_machine.travel(request.module.T0, tick=False) as traveller:
+        yield traveller

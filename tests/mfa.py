@@ -38,3 +38,19 @@ def password_step(api, email: str, **extra) -> dict:
 
 def verify(api, mfa_token: str, **proof):
     return api.client.post("/auth/mfa/verify", json={"mfaToken": mfa_token, **proof})
+
+
+def mails(app, user_id: str) -> list[tuple[str, dict]]:
+    """The user's queued mails, oldest first, as (template, context) with the sealed context opened."""
+    import json
+
+    from sqlalchemy import select
+
+    from gatehouse.extensions import db
+    from gatehouse.models import OutboxMessage
+    from gatehouse.services.runtime import sealer
+
+    with app.app_context():
+        rows = db.session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == user_id)
+                                  .order_by(OutboxMessage.created_at, OutboxMessage.id)).all()
+        return [(row.template, json.loads(sealer().open(row.payload))) for row in rows]

@@ -4,22 +4,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import time_machine
 from sqlalchemy import func, select
 
 from gatehouse.extensions import db
-from gatehouse.models import OutboxMessage, Passkey, WebauthnChallenge
+from gatehouse.models import Passkey, WebauthnChallenge
 from tests.actions import problem
 from tests.authenticator import Authenticator, b64
-from tests.mfa import claims, password_step, verify
+from tests.mfa import claims, mails, password_step, verify
 
 T0 = datetime(2026, 3, 3, 10, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(T0, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture
@@ -71,10 +64,11 @@ def test_creation_options_ask_for_a_discoverable_credential_in_the_json_form(api
 
 def test_registration_stores_the_passkey_mails_and_lists_it(app, api, passkey_user, events):
     assert passkey_user["passkey"]["name"] == "Laptop" and passkey_user["passkey"]["lastUsedAt"] is None
+    assert [c for t, c in mails(app, passkey_user["id"]) if t == "factor-changed"][-1]["factor"] == \
+        "a passkey named “Laptop”"
     mfa = api.get("/users/me/mfa", passkey_user["token"]).get_json()
     assert [p["id"] for p in mfa["passkeys"]] == [passkey_user["passkey"]["id"]]
     with app.app_context():
-        assert "factor-added" in db.session.scalars(select(OutboxMessage.template)).all()
         assert db.session.scalar(select(func.count()).select_from(WebauthnChallenge)
                                  .where(WebauthnChallenge.used_at.is_(None))) == 0
     # The next creation options exclude it.
@@ -174,7 +168,8 @@ def test_removing_a_passkey_mails_and_only_the_owner_can(app, api, passkey_user)
     assert api.delete(f"/users/me/passkeys/{passkey_user['passkey']['id']}", token=passkey_user["token"]).status_code == 204
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Passkey)) == 0
-        assert "factor-removed" in db.session.scalars(select(OutboxMessage.template)).all()
+    mailed = [c for t, c in mails(app, passkey_user["id"]) if t == "factor-changed"][-1]
+    assert (mailed["change"], mailed["factor"]) == ("removed from", "the passkey named “Laptop”")
     problem(passwordless(api, passkey_user["authenticator"]), 400, "webauthn_failed")
 
 

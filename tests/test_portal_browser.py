@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,14 @@ def server(serve, smtp_sink):
     return serve(**mail_settings(smtp_sink, OUTBOX_INLINE="1")).url
 
 
-@pytest.fixture
-def page(server):
+@contextmanager
+def phone_tab(base_url: str):
+    """A tab of headless Chromium at 375 px on `base_url`; its `refused` lists what the CSP blocked."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=PHONE, base_url=server)
+        context = browser.new_context(viewport=PHONE, base_url=base_url)
         tab = context.new_page()
         tab.refused = []  # what the Content-Security-Policy blocked, as Chromium reports it on the console
 
@@ -51,6 +53,12 @@ def page(server):
             yield tab
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with phone_tab(server) as tab:
+        yield tab
 
 
 def fits_the_phone(page) -> None:

@@ -8,7 +8,6 @@ from html import unescape
 from urllib.parse import unquote
 
 import pytest
-import time_machine
 
 from tests.actions import Api
 from tests.mfa import code
@@ -16,12 +15,6 @@ from tests.test_portal import Portal, field_error, mark_verified, redirected_to,
 
 T0 = datetime(2026, 3, 4, 8, 0, 5, tzinfo=timezone.utc)
 SECRET_RE = re.compile(r'<code class="secret" id="totp-secret">([A-Z2-7]+)</code>')
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(T0, tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture

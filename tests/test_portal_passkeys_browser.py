@@ -8,7 +8,7 @@ import pyotp
 import pytest
 
 from tests.actions import PASSWORD
-from tests.test_portal_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, fits_the_phone, register
+from tests.test_portal_browser import CHROMIUM, fits_the_phone, phone_tab, register
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,24 +27,15 @@ def server(serve, smtp_sink):
 
 @pytest.fixture
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=PHONE, base_url=server)
-        tab = context.new_page()
-        tab.refused = []
-        tab.on("console", lambda m: tab.refused.append(m.text) if "Content Security Policy" in m.text else None)
-        cdp = context.new_cdp_session(tab)
+    """The phone tab with a virtual platform authenticator: resident keys, user verification, presence."""
+    with phone_tab(server) as tab:
+        cdp = tab.context.new_cdp_session(tab)
         cdp.send("WebAuthn.enable")
         tab.authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
             "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
             "isUserVerified": True, "automaticPresenceSimulation": True}})["authenticatorId"]
         tab.cdp = cdp
-        try:
-            yield tab
-        finally:
-            browser.close()
+        yield tab
 
 
 def sign_in_with_password(page, email: str) -> None:

@@ -13,8 +13,7 @@ SUBJECTS = {
     "verify-email": "Confirm your email address for {product}",
     "reset-password": "Reset your {product} password",
     "password-changed": "Your {product} password was changed",
-    "factor-added": "Two-step verification of your {product} account changed",
-    "factor-removed": "Two-step verification of your {product} account changed",
+    "factor-changed": "Two-step verification of your {product} account changed",
     "recovery-code-used": "A {product} recovery code was used",
     "mfa-reset": "Two-step verification of your {product} account was reset",
 }

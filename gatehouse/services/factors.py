@@ -161,7 +161,7 @@ def confirm_totp(caller: sessions.Caller, code: str, now: datetime) -> list[str]
     codes = _new_recovery_codes(user.id, now) if first else None
     # The code just given is a second factor: this session reaches AAL2 and may go on changing factors.
     raise_session(caller.session, Proof(("pwd", "otp", "mfa"), 2), now)
-    changed(user, caller.session.id, "factor-added", {"factor": "an authenticator app (TOTP)"}, now)
+    changed(user, caller.session.id, "factor-changed", {"change": "added to", "factor": "an authenticator app (TOTP)"}, now)
     return codes
 
 
@@ -191,7 +191,7 @@ def remove_totp(caller: sessions.Caller, now: datetime) -> None:
         db.session.rollback()
         raise NotFound("TOTP is not on for this account.")
     _forget_codes_without_factor(user.id)
-    changed(user, caller.session.id, "factor-removed", {"factor": "the authenticator app (TOTP)"}, now)
+    changed(user, caller.session.id, "factor-changed", {"change": "removed from", "factor": "the authenticator app (TOTP)"}, now)
 
 
 def _forget_codes_without_factor(user_id: str) -> None:
@@ -221,7 +221,7 @@ def regenerate_recovery_codes(caller: sessions.Caller, now: datetime) -> list[st
     if not has_second_factor(user.id):
         raise NotFound("Recovery codes come with a second factor; set up TOTP or a passkey first.")
     codes = _new_recovery_codes(user.id, now)
-    changed(user, caller.session.id, "factor-added", {"factor": "a new set of recovery codes (the old ones "
+    changed(user, caller.session.id, "factor-changed", {"change": "added to", "factor": "a new set of recovery codes (the old ones "
                                                                 "no longer work)"}, now)
     return codes
 
