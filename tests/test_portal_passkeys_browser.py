@@ -8,19 +8,12 @@ import pyotp
 import pytest
 
 from tests.actions import PASSWORD
-from tests.test_portal_browser import CHROMIUM, fits_the_phone, phone_tab, register
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium; .ci/run does)"),
-    pytest.mark.parametrize("leg", ["sqlite"], indirect=True),
-]
+from tests.smtp import mail_settings
+from tests.test_portal_browser import fits_the_phone, phone_tab, pytestmark, register  # noqa: F401 (its marks)
 
 
 @pytest.fixture
 def server(serve, smtp_sink):
-    from tests.smtp import mail_settings
-
     # Browsers take no IP address as a relying-party id: the portal is reached at localhost.
     return serve(public_host="localhost", **mail_settings(smtp_sink, OUTBOX_INLINE="1")).url
 
