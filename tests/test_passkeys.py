@@ -113,11 +113,25 @@ def test_a_replayed_challenge_is_refused(api, passkey_user):
 
 
 def test_a_challenge_lives_five_minutes(api, passkey_user, clock):
-    started = api.post("/auth/passkey/options").get_json()
-    credential = passkey_user["authenticator"].get(started["options"])
-    clock.shift(300)
-    problem(api.post("/auth/passkey/login", {"challengeId": started["challengeId"], "credential": credential}),
+    in_time = api.post("/auth/passkey/options").get_json()
+    late = api.post("/auth/passkey/options").get_json()
+    clock.shift(299)
+    credential = passkey_user["authenticator"].get(in_time["options"])
+    assert api.post("/auth/passkey/login", {"challengeId": in_time["challengeId"], "credential": credential}) \
+        .status_code == 200
+    clock.shift(1)
+    credential = passkey_user["authenticator"].get(late["options"])
+    problem(api.post("/auth/passkey/login", {"challengeId": late["challengeId"], "credential": credential}),
             400, "webauthn_failed")
+
+
+def test_adding_a_passkey_signs_other_sessions_out_and_publishes_the_change(app, api, user, events):
+    other = api.login(email=user["email"])["tokens"]["accessToken"]
+    assert register(api, user["token"], Authenticator()).status_code == 201
+    problem(api.get("/users/me", other), 401, "token_revoked")
+    assert api.get("/users/me", user["token"]).status_code == 200
+    updates = [data for uid, event, data in events if event == "entity:updated" and uid == user["id"]]
+    assert updates[-1]["fields"] == ["mfa"] and updates[-1]["version"] == 2
 
 
 def test_a_signature_counter_that_goes_backwards_is_refused(app, api, passkey_user):

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 
 from gatehouse.clock import iso_z
-from gatehouse.errors import (InvalidCredentials, InvalidMfaCode, MfaRequired, ReauthenticationRequired,
+from gatehouse.errors import (GatehouseError, InvalidCredentials, InvalidMfaCode, MfaRequired, ReauthenticationRequired,
                               TokenInvalid, ValidationFailed)
 from gatehouse.extensions import db
 from gatehouse.models import MfaChallenge, User
@@ -120,7 +120,7 @@ def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) ->
     user = db.session.get(User, challenge.user_id)
     try:
         proof = _prove(user.id, params.code, params.credential, "mfa", now) if user.active else None
-    except Exception:
+    except GatehouseError:  # a passkey answer that failed counts like a wrong code
         throttle.failed(challenge.identifier, now, user)
         raise
     if proof is None:
