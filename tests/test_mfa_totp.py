@@ -310,3 +310,29 @@ def test_purge_removes_every_factor_row_with_the_account(app, api, totp_user, ru
     assert runner.invoke(args=["users", "purge", "--older-than", "30"]).exit_code == 0
     for model in (MfaTotp, RecoveryCode, MfaChallenge):
         assert count(app, model) == 0
+
+
+def _stored_bodies(app) -> bytes:
+    from sqlalchemy import text
+
+    with app.app_context():
+        rows = db.session.execute(text("SELECT * FROM idempotency_keys")).mappings().all()
+    return b"".join(repr(dict(row)).encode() + bytes(row["response_body"] or b"") for row in rows)
+
+
+def test_second_factor_secrets_and_the_mfa_token_are_never_kept_readable_for_replays(app, api, user, clock):
+    started = api.post("/users/me/mfa/totp", token=user["token"], headers={"Idempotency-Key": "enrol-1"})
+    secret = started.get_json()["secret"]
+    confirmed = api.post("/users/me/mfa/totp/confirm", {"code": code(secret, T0)}, user["token"],
+                         headers={"Idempotency-Key": "confirm-1"})
+    codes = confirmed.get_json()["recoveryCodes"]
+    step = api.client.post("/auth/login", json={"email": user["email"], "password": "correct horse battery staple"},
+                           headers={"Idempotency-Key": "login-1"})
+    mfa_token = problem(step, 401, "mfa_required")["mfaToken"]
+    dump = _stored_bodies(app)
+    for value in (secret, mfa_token, *codes):
+        assert value.encode() not in dump
+    # A retry within 60 s gets the same answer back, sealed while kept.
+    again = api.client.post("/auth/login", json={"email": user["email"], "password": "correct horse battery staple"},
+                            headers={"Idempotency-Key": "login-1"})
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json()["mfaToken"] == mfa_token
