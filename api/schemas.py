@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from gatehouse import preferences
@@ -243,16 +243,42 @@ class PasskeyResult(Out):
     passkey: PasskeyOut
 
 
-class CreationOptionsResult(Out):
-    """`options` is a WebAuthn Level 3 PublicKeyCredentialCreationOptionsJSON (base64url members)."""
+_B64 = {"type": "string", "description": "base64url"}
+_DESCRIPTORS = {"type": "array", "items": {"type": "object", "required": ["id", "type"], "properties": {
+    "id": _B64, "type": {"const": "public-key"}, "transports": {"type": "array", "items": {"type": "string"}}}}}
+CREATION_OPTIONS = WithJsonSchema({
+    "title": "PublicKeyCredentialCreationOptionsJSON", "type": "object",
+    "description": "WebAuthn Level 3 creation options in their JSON form (binary members base64url).",
+    "required": ["rp", "user", "challenge", "pubKeyCredParams"],
+    "properties": {
+        "rp": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
+        "user": {"type": "object", "properties": {"id": _B64, "name": {"type": "string"},
+                                                  "displayName": {"type": "string"}}},
+        "challenge": _B64,
+        "pubKeyCredParams": {"type": "array", "items": {"type": "object", "properties": {
+            "type": {"const": "public-key"}, "alg": {"type": "integer"}}}},
+        "timeout": {"type": "integer"},
+        "excludeCredentials": _DESCRIPTORS,
+        "authenticatorSelection": {"type": "object", "properties": {
+            "residentKey": {"const": "required"}, "requireResidentKey": {"type": "boolean"},
+            "userVerification": {"const": "preferred"}}},
+        "attestation": {"const": "none"},
+    }})
+REQUEST_OPTIONS = WithJsonSchema({
+    "title": "PublicKeyCredentialRequestOptionsJSON", "type": "object",
+    "description": "WebAuthn Level 3 request options in their JSON form; allowCredentials is empty for a "
+                   "discoverable (passwordless) sign-in.",
+    "required": ["challenge"],
+    "properties": {"challenge": _B64, "timeout": {"type": "integer"}, "rpId": {"type": "string"},
+                   "allowCredentials": _DESCRIPTORS, "userVerification": {"const": "preferred"}}})
 
-    options: dict
+
+class CreationOptionsResult(Out):
+    options: Annotated[dict, CREATION_OPTIONS]
 
 
 class RequestOptionsResult(Out):
-    """`options` is a WebAuthn Level 3 PublicKeyCredentialRequestOptionsJSON (base64url members)."""
-
-    options: dict
+    options: Annotated[dict, REQUEST_OPTIONS]
 
 
 class PasswordlessOptionsResult(RequestOptionsResult):

@@ -41,7 +41,8 @@ def verify(api, mfa_token: str, **proof):
 
 
 def mails(app, user_id: str) -> list[tuple[str, dict]]:
-    """The user's queued mails, oldest first, as (template, context) with the sealed context opened."""
+    """The user's queued mails as (template, context), the sealed context opened; oldest first (mails of
+    one instant in no set order)."""
     import json
 
     from sqlalchemy import select

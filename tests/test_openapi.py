@@ -68,5 +68,9 @@ def test_second_factors_are_documented_with_the_webauthn_json_shapes(client):
     assert set(schemas["MfaRequiredProblem"]["allOf"][1]["required"]) == {"mfaToken", "methods", "expiresAt"}
     assert {"clientDataJSON", "authenticatorData", "signature"} <= set(schemas["AssertionResponseJSON"]["properties"])
     assert {"clientDataJSON", "attestationObject"} <= set(schemas["AttestationResponseJSON"]["properties"])
+    creation = schemas["CreationOptionsResult"]["properties"]["options"]
+    assert creation["title"] == "PublicKeyCredentialCreationOptionsJSON" and "authenticatorSelection" in creation["properties"]
+    request_options = schemas["PasswordlessOptionsResult"]["properties"]["options"]
+    assert request_options["title"] == "PublicKeyCredentialRequestOptionsJSON"
     assert "reauthentication_required" in paths["/users/me/mfa/totp"]["post"]["description"]
     assert "reauthentication_required" in paths["/users/me/password"]["post"]["description"]
