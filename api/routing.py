@@ -58,12 +58,10 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
         @wraps(view)
         def handler(**kwargs):
             if auth:
-                from api.auth import authenticate  # api.auth needs the services, which need the app
+                from api.auth import authenticate, require_fresh  # api.auth needs the services, which need the app
 
                 g.auth = authenticate()
                 if fresh:
-                    from api.auth import require_fresh
-
                     require_fresh()
 
             def run():

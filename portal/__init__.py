@@ -13,4 +13,5 @@ def _cookie_lifetime(state) -> None:
     app.permanent_session_lifetime = timedelta(seconds=app.config["REFRESH_TOKEN_TTL"])
 
 
-from portal import account_pages, auth_pages, mfa_pages, security_pages, signin  # noqa: E402,F401  (routes register on bp)
+# Routes register on bp.
+from portal import account_pages, auth_pages, mfa_pages, security_pages, signin  # noqa: E402,F401

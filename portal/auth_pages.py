@@ -9,7 +9,7 @@ from gatehouse.params import (ForgotPasswordParams, LoginParams, RegisterParams,
                               VerifyEmailParams, parse)
 from gatehouse.services import accounts, recovery
 from portal import bp, signin
-from portal.forms import ForgotPasswordForm, LoginForm, PasskeyLoginForm, RegisterForm, ResetPasswordForm, VerifyEmailForm
+from portal.forms import ForgotPasswordForm, LoginForm, RegisterForm, ResetPasswordForm, VerifyEmailForm
 from portal.mfa_pages import await_second_step
 from portal.pages import entered, form_post, given, page, refused
 from portal.signin import caller, guests_only, signed_in_only
@@ -26,7 +26,7 @@ def index():
 @bp.get("/login")
 @guests_only
 def login():
-    return page("login.html", form=LoginForm(), passkey_form=PasskeyLoginForm())
+    return page("login.html", form=LoginForm())
 
 
 @form_post("/login")

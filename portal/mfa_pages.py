@@ -247,7 +247,8 @@ def passkey_creation_options():
 def add_passkey():
     form = PasskeyForm()
     try:
-        params = parse(PasskeyParams, given(name=entered(form.name)) | {"credential": _credential(form.credential.data)})
+        body = {**given(name=entered(form.name)), "credential": _credential(form.credential.data)}
+        params = parse(PasskeyParams, body)
         passkeys.register(caller(), params.credential, params.name, now())
     except GatehouseError as err:
         from portal.security_pages import refused_here

@@ -38,7 +38,8 @@ def test_enrolment_gives_a_pending_secret_uri_and_inline_svg_stored_sealed(app, 
     response = api.post("/users/me/mfa/totp", token=user["token"])
     assert response.status_code == 201
     body = response.get_json()
-    assert body["otpauthUri"].startswith("otpauth://totp/Gatehouse:") and f"secret={body['secret']}" in body["otpauthUri"]
+    assert body["otpauthUri"].startswith("otpauth://totp/Gatehouse:")
+    assert f"secret={body['secret']}" in body["otpauthUri"]
     assert body["qrSvg"].startswith("<svg") and "<script" not in body["qrSvg"] and "style=" not in body["qrSvg"]
     assert body["expiresAt"] == "2026-03-02T09:10:05.000Z"
     with app.app_context():
@@ -94,7 +95,8 @@ def test_a_right_password_answers_mfa_required_and_opens_no_session(app, api, to
 
 
 def test_verify_with_a_totp_code_opens_an_aal2_session(app, api, totp_user, clock):
-    mfa_token = password_step(api, totp_user["email"], device={"id": "p1", "name": "Pixel", "platform": "android"})["mfaToken"]
+    device = {"id": "p1", "name": "Pixel", "platform": "android"}
+    mfa_token = password_step(api, totp_user["email"], device=device)["mfaToken"]
     clock.shift(30)
     response = verify(api, mfa_token, code=code(totp_user["secret"], T0 + timedelta(seconds=30)))
     assert response.status_code == 200, response.get_json()
@@ -119,8 +121,8 @@ def test_a_used_code_and_any_earlier_step_are_refused(api, totp_user, clock):
     problem(verify(api, password_step(api, totp_user["email"])["mfaToken"], code=code(secret, now)),
             400, "invalid_mfa_code")
     # The step before is inside the skew window, but earlier than the one used: refused.
-    problem(verify(api, password_step(api, totp_user["email"])["mfaToken"], code=code(secret, now - timedelta(seconds=30))),
-            400, "invalid_mfa_code")
+    earlier = code(secret, now - timedelta(seconds=30))
+    problem(verify(api, password_step(api, totp_user["email"])["mfaToken"], code=earlier), 400, "invalid_mfa_code")
 
 
 @pytest.mark.parametrize("steps, accepted", [(-2, False), (-1, True), (0, True), (1, True), (2, False)])

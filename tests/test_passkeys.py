@@ -179,7 +179,8 @@ def test_removing_a_passkey_mails_and_only_the_owner_can(app, api, passkey_user)
     other = api.register()["tokens"]["accessToken"]
     problem(api.delete(f"/users/me/passkeys/{passkey_user['passkey']['id']}", token=other), 404, "not_found")
     problem(api.delete("/users/me/passkeys/not-an-id", token=passkey_user["token"]), 404, "not_found")
-    assert api.delete(f"/users/me/passkeys/{passkey_user['passkey']['id']}", token=passkey_user["token"]).status_code == 204
+    mine = f"/users/me/passkeys/{passkey_user['passkey']['id']}"
+    assert api.delete(mine, token=passkey_user["token"]).status_code == 204
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Passkey)) == 0
     mailed = [(c["change"], c["factor"]) for t, c in mails(app, passkey_user["id"]) if t == "factor-changed"]
@@ -201,8 +202,9 @@ def test_reauthenticate_with_a_passkey(api, passkey_user, clock):
 
 
 def test_malformed_credentials_are_422_or_400_never_500(api, user):
-    for credential in [{}, {"id": "x"}, "text", {"id": "a", "rawId": "a", "type": "public-key",
-                                                 "response": {"clientDataJSON": "bm90LWpzb24", "attestationObject": "AA"}}]:
+    not_json = {"id": "a", "rawId": "a", "type": "public-key",
+                "response": {"clientDataJSON": "bm90LWpzb24", "attestationObject": "AA"}}
+    for credential in [{}, {"id": "x"}, "text", not_json]:
         response = api.post("/users/me/passkeys", {"credential": credential}, user["token"])
         assert response.status_code in (400, 422), response.get_json()
     response = api.post("/auth/passkey/login", {"challengeId": "nope", "credential": {

@@ -41,7 +41,8 @@ def set_up_totp(portal) -> tuple[str, list[str]]:
     assert shown.status_code == 200, text(shown)[:500]
     codes = re.findall(r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", text(shown))
     assert len(codes) == 10 and 'download="gatehouse-recovery-codes.txt"' in text(shown)
-    download = unescape(re.search(r'href="data:text/plain;charset=utf-8,([^"]+)"', shown.get_data(as_text=True)).group(1))
+    html = shown.get_data(as_text=True)
+    download = unescape(re.search(r'href="data:text/plain;charset=utf-8,([^"]+)"', html).group(1))
     assert all(c in unquote(download) for c in codes)
     return secret, codes
 

@@ -97,6 +97,14 @@ def changed(user: User, keep_session_id: str | None, template: str, context: dic
     publish(user.id, "entity:updated", {"entity": "user", "id": user.id, "version": version, "fields": ["mfa"]})
 
 
+ADDED, REMOVED = "added to", "removed from"
+
+
+def factor_changed(user: User, keep_session_id: str, change: str, factor: str, now: datetime) -> None:
+    """`factor` (in words, for the mail) was ADDED or REMOVED by the session `keep_session_id`."""
+    changed(user, keep_session_id, "factor-changed", {"change": change, "factor": factor}, now)
+
+
 def raise_session(session, proof: Proof, now: datetime) -> None:
     """The session now holds the level a second step just proved (added, not committed)."""
     session.amr = " ".join(proof.amr)
@@ -149,7 +157,8 @@ def confirm_totp(caller: sessions.Caller, code: str, now: datetime) -> list[str]
     if step is None:
         db.session.rollback()
         raise InvalidMfaCode("The code does not match the pending authenticator, or setting it up took "
-                             "longer than 10 minutes.", errors=[{"field": "code", "message": "is not the current code"}])
+                             "longer than 10 minutes.",
+                             errors=[{"field": "code", "message": "is not the current code"}])
     first = not has_second_factor(user.id)
     confirmed = db.session.execute(
         update(MfaTotp).where(MfaTotp.user_id == user.id, MfaTotp.confirmed_at.is_(None), MfaTotp.pending_until > now)
@@ -161,7 +170,7 @@ def confirm_totp(caller: sessions.Caller, code: str, now: datetime) -> list[str]
     codes = _new_recovery_codes(user.id, now) if first else None
     # The code just given is a second factor: this session reaches AAL2 and may go on changing factors.
     raise_session(caller.session, Proof(("pwd", "otp", "mfa"), 2), now)
-    changed(user, caller.session.id, "factor-changed", {"change": "added to", "factor": "an authenticator app (TOTP)"}, now)
+    factor_changed(user, caller.session.id, ADDED, "an authenticator app (TOTP)", now)
     return codes
 
 
@@ -190,11 +199,11 @@ def remove_totp(caller: sessions.Caller, now: datetime) -> None:
     if not any(removed):
         db.session.rollback()
         raise NotFound("TOTP is not on for this account.")
-    _forget_codes_without_factor(user.id)
-    changed(user, caller.session.id, "factor-changed", {"change": "removed from", "factor": "the authenticator app (TOTP)"}, now)
+    forget_codes_without_factor(user.id)
+    factor_changed(user, caller.session.id, REMOVED, "the authenticator app (TOTP)", now)
 
 
-def _forget_codes_without_factor(user_id: str) -> None:
+def forget_codes_without_factor(user_id: str) -> None:
     """Recovery codes stand in for a factor; with none left they would only be a spare password."""
     if not has_second_factor(user_id):
         db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
@@ -221,8 +230,7 @@ def regenerate_recovery_codes(caller: sessions.Caller, now: datetime) -> list[st
     if not has_second_factor(user.id):
         raise NotFound("Recovery codes come with a second factor; set up TOTP or a passkey first.")
     codes = _new_recovery_codes(user.id, now)
-    changed(user, caller.session.id, "factor-changed", {"change": "added to", "factor": "a new set of recovery codes (the old ones "
-                                                                "no longer work)"}, now)
+    factor_changed(user, caller.session.id, ADDED, "a new set of recovery codes (the old ones no longer work)", now)
     return codes
 
 

@@ -112,7 +112,7 @@ def register(caller: sessions.Caller, credential: RegistrationResponseJSON, name
     if first:
         # The passkey just made is a second factor: this session reaches AAL2 and may go on changing factors.
         factors.raise_session(caller.session, _proof(new.user_verified, new.backed_up, password=True), now)
-    factors.changed(user, caller.session.id, "factor-changed", {"change": "added to", "factor": f"a passkey named “{passkey.name}”"}, now)
+    factors.factor_changed(user, caller.session.id, factors.ADDED, f"a passkey named “{passkey.name}”", now)
     return passkey
 
 
@@ -124,8 +124,8 @@ def remove(caller: sessions.Caller, passkey_id: str, now: datetime) -> None:
     if name is None:
         db.session.rollback()
         raise NotFound("No such passkey.")
-    factors._forget_codes_without_factor(user.id)
-    factors.changed(user, caller.session.id, "factor-changed", {"change": "removed from", "factor": f"the passkey named “{name}”"}, now)
+    factors.forget_codes_without_factor(user.id)
+    factors.factor_changed(user, caller.session.id, factors.REMOVED, f"the passkey named “{name}”", now)
 
 
 # ---- assertions --------------------------------------------------------------------------------

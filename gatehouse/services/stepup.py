@@ -127,9 +127,10 @@ def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) ->
         db.session.rollback()
         throttle.failed(challenge.identifier, now, user)
         raise InvalidMfaCode(errors=[{"field": "code", "message": "is wrong, already used or expired"}])
-    spent = db.session.execute(update(MfaChallenge).where(MfaChallenge.id == challenge.id, *_live(params.mfa_token, now))
-                               .values(used_at=now).returning(MfaChallenge.id)
-                               .execution_options(synchronize_session=False)).scalar_one_or_none()
+    spent = db.session.execute(
+        update(MfaChallenge).where(MfaChallenge.id == challenge.id, *_live(params.mfa_token, now))
+        .values(used_at=now).returning(MfaChallenge.id)
+        .execution_options(synchronize_session=False)).scalar_one_or_none()
     if spent is None:  # a concurrent right answer opened the session first
         db.session.rollback()
         raise _dead()
