@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import re
 
 from flask import request
 
 from gatehouse.config import MAX_BODY_BYTES
-from gatehouse.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from gatehouse.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 MAX_DEPTH = 32
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
 
 
 def _refuse_constant(name: str):
@@ -24,27 +22,21 @@ def _no_duplicates(pairs: list) -> dict:
     return result
 
 
-def _check(value, path: str, depth: int) -> None:
-    """Depth limit, and no NUL or lone surrogate anywhere (they break databases and logs)."""
+def _check(value, depth: int) -> None:
+    """The depth limit (text itself is checked by the params step, gatehouse.params)."""
     if depth > MAX_DEPTH:
         raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels.")
-    if isinstance(value, str):
-        if _BAD_CHARS.search(value):
-            field = path or "body"
-            raise ValidationFailed(errors=[{"field": field, "message": "must not contain NUL or lone surrogates"}])
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if _BAD_CHARS.search(key):
-                raise ValidationFailed(errors=[{"field": path or "body",
-                                                "message": "keys must not contain NUL or lone surrogates"}])
-            _check(item, f"{path}.{key}" if path else key, depth + 1)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check(item, f"{path}.{index}" if path else str(index), depth + 1)
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        _check(item, depth + 1)
 
 
-def read_json() -> dict | list | None:
-    """The request's JSON body, or None when there is none. Errors are domain errors (4xx)."""
+# No body at all: distinct from a body that is the JSON value null (a body, and not an object).
+NO_BODY = object()
+
+
+def read_json():
+    """The request's JSON value, or NO_BODY when there is none. Errors are domain errors (4xx)."""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise PayloadTooLarge()
@@ -52,7 +44,7 @@ def read_json() -> dict | list | None:
     if len(data) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
     if not data:
-        return None
+        return NO_BODY
     mimetype = request.mimetype
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise UnsupportedMediaType()
@@ -67,5 +59,5 @@ def read_json() -> dict | list | None:
     except ValueError as exc:
         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
         raise BadRequest(f"The request body is not valid JSON: {reason}.") from None
-    _check(value, "", 0)
+    _check(value, 0)
     return value

@@ -22,6 +22,7 @@ from gatehouse.services.idempotency import Attempt, StoredResponse
 HEADER = "Idempotency-Key"
 WRITES = frozenset({"POST", "PATCH", "DELETE"})
 MAX_KEY_LENGTH = 255
+CALLER_LENGTH = 80  # idempotency_keys.caller
 KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 # Top-level response fields that hold credentials: such a response is sealed and replayed briefly.
 # mfaToken comes in the mfa_required problem; secret (with otpauthUri and qrSvg) and recoveryCodes
@@ -34,6 +35,8 @@ def _attempt(key: str) -> Attempt:
         raise field_error(HEADER, f"must be 1-{MAX_KEY_LENGTH} printable characters")
     who = g.get("auth")
     caller = f"user:{who.user.id}" if who else f"addr:{request.remote_addr}"
+    if len(caller) > CALLER_LENGTH:  # a forwarded address is whatever the trusted proxy passed on
+        caller = "addr:sha256:" + hashlib.sha256(caller.encode()).hexdigest()
     return Attempt(key=key, caller=caller, method=request.method, path=request.path,
                    body_hash=hashlib.sha256(request.get_data(cache=True)).hexdigest(),
                    user_id=who.user.id if who else None)

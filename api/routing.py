@@ -12,7 +12,7 @@ from typing import Callable
 from flask import Blueprint, Response, g, request
 from pydantic import BaseModel
 
-from api.body import read_json
+from api.body import NO_BODY, read_json
 from api.idempotency import idempotent
 from api.limits import limited
 from gatehouse.params import Empty, Params, parse, parse_query
@@ -69,8 +69,8 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
                     kwargs["query"] = parse_query(query, request.args.to_dict(flat=False))
                 data = read_json()
                 if body is not None:
-                    kwargs["params"] = parse(body, {} if data is None else data)
-                elif data is not None:
+                    kwargs["params"] = parse(body, {} if data is NO_BODY else data)
+                elif data is not NO_BODY:
                     parse(Empty, data)
                 return view(**kwargs)
 

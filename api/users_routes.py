@@ -10,7 +10,7 @@ from api.schemas import DeviceOut, DevicesResult, SessionOut, SessionsResult, Us
 from gatehouse.clock import now
 from gatehouse.errors import NotFound, PreconditionFailed
 from gatehouse.models import User
-from gatehouse.params import DeleteAccountParams, PasswordChangeParams, ProfilePatch
+from gatehouse.params import DeleteAccountParams, PasswordChangeParams, ProfilePatch, precondition_version
 from gatehouse.services import devices, profile, sessions
 
 
@@ -28,8 +28,7 @@ def expected_version() -> int | None:
     tags = header.as_set()  # strong tags only: a weak tag never matches
     if len(tags) == 1:
         (tag,) = tags
-        if tag.isdigit():
-            return int(tag)
+        return precondition_version(tag)
     raise PreconditionFailed("If-Match must carry the one strong ETag of GET /users/me.")
 
 

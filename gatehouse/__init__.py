@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gatehouse import web
 from gatehouse.config import ConfigError, load_config
-from gatehouse.database import engine_options, redis_client, redis_ready
+from gatehouse.database import engine_options, install_watchdog, redis_client, redis_ready
 from gatehouse.extensions import csrf, db, jwt, limiter, mail, migrate, sock
 from gatehouse.realtime.bus import EventBus
 from gatehouse.security.passwords import Hasher
@@ -45,7 +45,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 def _configure_extensions(app: Flask) -> None:
     config = app.config
     secret = config["SECRET_KEY"]
-    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"])
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(config["SQLALCHEMY_DATABASE_URI"],
+                                                         config["DATABASE_TIMEOUT"])
     config.update(
         JWT_SECRET_KEY=derive_key(secret, "access-token-hs256"),
         JWT_ALGORITHM="HS256",
@@ -64,6 +65,8 @@ def _configure_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
     db.init_app(app)
+    with app.app_context():
+        install_watchdog(db.engine, config["DATABASE_TIMEOUT"])
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     jwt.init_app(app)
     mail.init_app(app)
@@ -92,24 +95,28 @@ def _configure_extensions(app: Flask) -> None:
 
 
 def _configure_limiter(app: Flask) -> None:
-    """A moving window in Redis when configured (shared by every process), else in this process;
-    while Redis fails, limiting goes on in process memory: never open, never a 500.
-    RATELIMIT_ENABLED is flask-limiter's own switch as well as ours."""
+    """A moving window shared by every process: in Redis when configured (while Redis fails,
+    limiting goes on in process memory: never open, never a 500), else in the app's own database
+    (gatehouse.limits_storage). RATELIMIT_ENABLED is flask-limiter's own switch as well as ours."""
+    from gatehouse import limits_storage  # registers the database:// storage scheme
+
     redis_url = app.config["REDIS_URL"]
     app.config.update(
-        RATELIMIT_STORAGE_URI=redis_url or "memory://",
+        RATELIMIT_STORAGE_URI=redis_url or f"{limits_storage.SCHEME}://",
         RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 1, "socket_connect_timeout": 1} if redis_url else {},
         RATELIMIT_STRATEGY="moving-window",
         RATELIMIT_HEADERS_ENABLED=True,
         # flask-limiter would send Retry-After on every response; only a 429 carries it here.
         RATELIMIT_HEADER_RETRY_AFTER="X-RateLimit-Reset-After",
-        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=True,
+        # Without Redis the database is the storage: when it fails the request fails too (503).
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=bool(redis_url),
         RATELIMIT_SWALLOW_ERRORS=False,
         RATELIMIT_KEY_PREFIX="gatehouse",
     )
     # The one limiter serves every app this process creates (tests create many): a storage that
     # failed for an earlier app says nothing about this app's, which init_app connects afresh.
     limiter._storage_dead = False
+    limiter._in_memory_fallback_enabled = bool(redis_url)
     limiter.init_app(app)
 
 

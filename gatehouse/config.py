@@ -33,6 +33,7 @@ SETTINGS = (
     Setting("APP_ENV", "development"),
     Setting("SECRET_KEY", None),
     Setting("DATABASE_URL", None),
+    Setting("DATABASE_TIMEOUT", "5", "positive_int"),
     Setting("REDIS_URL", None),
     Setting("TRUSTED_PROXIES", "0", "non_negative_int"),
     Setting("ACCESS_TOKEN_TTL", "900", "positive_int"),

@@ -66,6 +66,8 @@ FactorExists = _error("FactorExists", "factor_exists", 409, "Factor exists",
                       "This second factor is already set up.")
 WebauthnFailed = _error("WebauthnFailed", "webauthn_failed", 400, "Passkey not accepted",
                         "The passkey response could not be verified.")
+UriTooLong = _error("UriTooLong", "bad_request", 414, "URI too long",
+                    "The request path is longer than 2048 characters.")
 MethodNotAllowed = _error("MethodNotAllowed", "method_not_allowed", 405, "Method not allowed",
                           "This method is not allowed on this resource.")
 InternalError = _error("InternalError", "internal_error", 500, "Internal error",

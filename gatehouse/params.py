@@ -1,7 +1,12 @@
-"""Typed, validated parameters of each use case; both the JSON API and the portal parse into these.
+"""Typed, validated parameters of each use case; the JSON API, the portal and the CLI parse into these.
 
 Field names are the contract's camelCase words; unknown fields are refused, types are strict.
-`parse` turns pydantic's complaints into one ValidationFailed that names every bad field.
+`parse` and `parse_query` are the one validation step: text with NUL or a lone surrogate is refused
+anywhere in the input, every field is checked after its normalisation against the limits of the
+column it is stored in, and every number and date is range-checked. A params class whose text
+field has no length bound or whose number has no range is refused when the class is defined, so
+no input can reach the database unbounded. `parse` turns every complaint into one ValidationFailed
+that names each bad field.
 """
 from __future__ import annotations
 
@@ -10,16 +15,17 @@ import unicodedata
 import uuid
 from functools import lru_cache
 from datetime import datetime, timezone
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
 from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
+import annotated_types
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from gatehouse.errors import ValidationFailed
+from gatehouse.errors import PreconditionFailed, ValidationFailed
 
 
 class Params(BaseModel):
@@ -27,6 +33,54 @@ class Params(BaseModel):
                               validate_by_alias=True, validate_by_name=False, frozen=True)
     # Fields a client may read but never write: refused with "is read-only" rather than "unknown".
     read_only: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for name, info in cls.model_fields.items():
+            _require_bounds(cls, name, info.annotation, list(info.metadata))
+
+
+def _require_bounds(cls: type, name: str, annotation, metadata: list) -> None:
+    """Every text field has a maximum length and every number a range, or the class is refused."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        base, *extra = get_args(annotation)
+        return _require_bounds(cls, name, base, [*metadata, *extra])
+    if origin is Union or type(annotation).__name__ == "UnionType":
+        for member in get_args(annotation):
+            _require_bounds(cls, name, member, metadata)
+        return
+    flat = [inner for item in metadata for inner in (getattr(item, "metadata", None) or [item])]
+    kinds = {type(item) for item in flat}
+    if annotation is str and annotated_types.MaxLen not in kinds:
+        raise TypeError(f"{cls.__name__}.{name}: a text field needs a max_length")
+    if annotation is int and not (kinds & {annotated_types.Le, annotated_types.Lt}
+                                  and kinds & {annotated_types.Ge, annotated_types.Gt}):
+        raise TypeError(f"{cls.__name__}.{name}: a number field needs a range (ge and le)")
+
+
+# Code points no stored or logged text may hold: NUL (PostgreSQL refuses it) and lone surrogates.
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+
+def _bad_text(value: Any, path: str) -> list[dict]:
+    """Where NUL or a lone surrogate hides in `value` (keys included), as field errors."""
+    if isinstance(value, str):
+        return [{"field": path or "body", "message": "must not contain NUL or lone surrogates"}] \
+            if _BAD_TEXT.search(value) else []
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            key_text = str(key)
+            if _BAD_TEXT.search(key_text):
+                found.append({"field": path or "body", "message": "keys must not contain NUL or lone surrogates"})
+                continue
+            found += _bad_text(item, f"{path}.{key_text}" if path else key_text)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found += _bad_text(item, f"{path}.{index}" if path else str(index))
+    return found
 
 
 def _clean_message(error: dict, read_only: frozenset[str]) -> tuple[str, str]:
@@ -43,6 +97,9 @@ def _clean_message(error: dict, read_only: frozenset[str]) -> tuple[str, str]:
 
 
 def _validate(model: type[Params], data: dict, *, strict: bool) -> Params:
+    bad = _bad_text(data, "")
+    if bad:
+        raise ValidationFailed(errors=bad)
     try:
         return model.model_validate(data, strict=strict)
     except ValidationError as exc:
@@ -60,12 +117,20 @@ def parse(model: type[Params], data: Any) -> Params:
 
 # ---- field types -------------------------------------------------------------------------------
 
+# The users.email and users.email_key columns (String(320)): an address is refused, not cut, when
+# its stored form or its key (NFKC may expand a character into many) would not fit.
+EMAIL_COLUMN_LENGTH = 320
+
+
 def _email(value: str) -> str:
     try:
         # Syntax, IDN and RFC 5321 lengths; no DNS look-up on the request path.
-        return validate_email(value, check_deliverability=False).normalized
+        normalized = validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
+    if max(len(normalized), len(email_key(normalized))) > EMAIL_COLUMN_LENGTH:
+        raise ValueError(f"must be at most {EMAIL_COLUMN_LENGTH} characters once normalised")
+    return normalized
 
 
 def email_key(email: str) -> str:
@@ -134,14 +199,14 @@ def _upper(value: str) -> str:
 
 Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
 Password = Annotated[str, Field(min_length=1, max_length=4096)]
-Username = Annotated[str, AfterValidator(_username)]
+Username = Annotated[str, Field(max_length=32), AfterValidator(_username)]
 DisplayName = Annotated[str, Field(max_length=200), AfterValidator(_display_name)]
-AvatarUrl = Annotated[str, AfterValidator(_avatar_url)]
+AvatarUrl = Annotated[str, Field(max_length=2048), AfterValidator(_avatar_url)]
 LocaleTag = Annotated[str, Field(max_length=35), AfterValidator(_locale)]
 TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
-RegionCode = Annotated[str, Field(pattern=r"^[A-Za-z]{2}$"), AfterValidator(_upper)]
-CurrencyCode = Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), AfterValidator(_upper)]
-Code = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+RegionCode = Annotated[str, Field(max_length=2, pattern=r"^[A-Za-z]{2}$"), AfterValidator(_upper)]
+CurrencyCode = Annotated[str, Field(max_length=3, pattern=r"^[A-Za-z]{3}$"), AfterValidator(_upper)]
+Code = Annotated[str, Field(max_length=6, pattern=r"^[0-9]{6}$")]
 ShortText = Annotated[str, Field(min_length=1, max_length=100)]
 
 
@@ -265,6 +330,28 @@ class DeleteAccountParams(Params):
     password: Password
 
 
+# users.version is an INTEGER column: a version beyond it names no state the profile was ever in.
+MAX_VERSION = 2**31 - 1
+_VERSION_RE = re.compile(r"[0-9]{1,10}")
+
+
+def version_number(text: str) -> int | None:
+    """A profile version as a client sends it (ETag value, form field), or None when it cannot be one:
+    ASCII digits only ("²" is a digit to str.isdigit, not to int), and within the column's range."""
+    if not _VERSION_RE.fullmatch(text):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_VERSION else None
+
+
+def precondition_version(text: str) -> int:
+    """The version a precondition names; one that no profile can have fails the precondition (412)."""
+    value = version_number(text)
+    if value is None:
+        raise PreconditionFailed("The version must be a whole number of the profile's ETag.")
+    return value
+
+
 def row_id(value: str) -> str | None:
     """An id taken from a URL in its stored form (a UUID), or None when it cannot name any row."""
     try:
@@ -306,7 +393,11 @@ def _timestamp(value: str) -> datetime:
         raise ValueError("must be an ISO 8601 timestamp such as 2026-01-31T00:00:00Z") from None
     if parsed.tzinfo is None:
         raise ValueError("must name its time zone (Z for UTC)")
-    return parsed.astimezone(timezone.utc)
+    try:
+        # 0001-01-01T00:00:00+01:00 is a moment before the first one a datetime (or column) holds.
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
 
 
 Timestamp = Annotated[str, Field(max_length=40), AfterValidator(_timestamp)]
@@ -370,7 +461,7 @@ class AttestationResponseJSON(Params):
     attestation_object: Base64Url
     authenticator_data: Base64Url | None = None
     transports: list[Annotated[str, Field(max_length=32)]] | None = Field(default=None, max_length=10)
-    public_key_algorithm: int | None = None
+    public_key_algorithm: Annotated[int, Field(ge=-65536, le=65535)] | None = None  # a COSE algorithm
     public_key: Base64Url | None = None
 
 

@@ -11,6 +11,7 @@ import uuid
 from flask import Flask, g, render_template, request
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from gatehouse import errors
@@ -19,6 +20,9 @@ log = logging.getLogger("gatehouse")
 access_log = logging.getLogger("gatehouse.access")
 
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# The longest path any request may name: what idempotency_keys.path stores. gunicorn's own request
+# line limit (4094 bytes, answered 414 problem+json by gunicorn.conf.py) backs this guard up.
+MAX_PATH_LENGTH = 2048
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 HTML_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
@@ -74,6 +78,8 @@ def install(app: Flask) -> None:
         g.started = time.perf_counter()
         sent = request.headers.get("X-Request-Id", "")
         g.request_id = sent if REQUEST_ID_RE.fullmatch(sent) else uuid.uuid4().hex
+        if len(request.path) > MAX_PATH_LENGTH:
+            raise errors.UriTooLong()
 
     @app.after_request
     def finish(response):
@@ -117,7 +123,8 @@ def install(app: Flask) -> None:
         return response
 
     @app.errorhandler(OperationalError)
-    def database_unavailable(exc: OperationalError):
+    @app.errorhandler(PoolTimeout)  # every pooled connection busy for DATABASE_TIMEOUT
+    def database_unavailable(exc: Exception):
         # The database did not answer (down, restarting, connection dropped): a 503 to retry,
         # and the pool has already discarded the broken connection.
         log.error("database unavailable", extra={"request_id": g.get("request_id"), **failure_fields(exc)})

@@ -4,6 +4,9 @@ from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
+
+from gatehouse.database import UNBOUNDED
 
 config = context.config
 if not logging.getLogger().handlers:  # keep the application's JSON logging when it is configured
@@ -31,9 +34,17 @@ def run_migrations_online():
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     with target_db.engine.connect() as connection:
+        # A migration may rewrite a large table: it is not bound by DATABASE_TIMEOUT (gatehouse.database).
+        connection = connection.execution_options(**UNBOUNDED)
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SET statement_timeout = 0"))
+            connection.commit()
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()
+        if connection.dialect.name == "postgresql":  # the pooled connection goes back bounded
+            connection.execute(text("RESET statement_timeout"))
+            connection.commit()
 
 
 if context.is_offline_mode():

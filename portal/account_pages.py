@@ -6,9 +6,9 @@ from pydantic.alias_generators import to_camel
 
 from gatehouse import preferences
 from gatehouse.clock import now
-from gatehouse.errors import GatehouseError, NotFound, PreconditionFailed
+from gatehouse.errors import GatehouseError, NotFound, PreconditionFailed, field_error
 from gatehouse.models import User
-from gatehouse.params import ProfilePatch, parse
+from gatehouse.params import ProfilePatch, parse, version_number
 from gatehouse.services import profile
 from portal import bp
 from portal.forms import PreferencesForm, ProfileForm, VersionedForm
@@ -40,14 +40,22 @@ def preferences_patch(form: PreferencesForm) -> dict:
 
 
 def expected_version(form: VersionedForm) -> int | None:
-    return int(form.version.data) if (form.version.data or "").isdigit() else None
+    """The version the page showed; a value no page can have shown is refused (422), not guessed at."""
+    text = (form.version.data or "").strip()
+    if not text:
+        return None
+    version = version_number(text)
+    if version is None:
+        raise field_error("version", "is not a version of this profile; reload the page")
+    return version
 
 
 def save(form: VersionedForm, patch: dict, template: str, page_endpoint: str):
     """update_profile with the version the page showed; a change made elsewhere meanwhile reloads the page."""
     try:
         params = parse(ProfilePatch, patch)
-        profile.update_profile(caller().user.id, params, expected_version=expected_version(form), now=now())
+        version = expected_version(form)
+        profile.update_profile(caller().user.id, params, expected_version=version, now=now())
     except PreconditionFailed:
         flash("Your profile was changed elsewhere in the meantime. Here it is as it is now; "
               "make your change again.", "error")

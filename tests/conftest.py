@@ -20,7 +20,8 @@ POSTGRES_LEG = PG_BIN is not None and REDIS_BIN is not None
 LEGS = ["sqlite", "postgres"] if POSTGRES_LEG else ["sqlite"]
 
 TABLES = ["mfa_challenges", "webauthn_challenges", "passkeys", "recovery_codes", "mfa_totp", "refresh_tokens",
-          "sessions", "devices", "one_time_codes", "ai_usage", "outbox", "idempotency_keys", "user_settings", "subscriptions", "sign_in_failures", "users"]
+          "sessions", "devices", "one_time_codes", "ai_usage", "outbox", "idempotency_keys", "user_settings",
+          "subscriptions", "sign_in_failures", "presence_connections", "rate_limit_windows", "users"]
 
 BASE_CONFIG = {
     "APP_ENV": "test",

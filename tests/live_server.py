@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,15 @@ GUNICORN = Path(sys.executable).parent / "gunicorn"
 WAIT = 10  # seconds any single frame may take to arrive
 UPGRADE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()}
+
+
+class _Client(Client):
+    """simple-websocket's client leaves a frame that arrived in the same read as the 101 answer in its
+    parser until more data comes (a ping, 25 s later): hand it over before the reader thread starts."""
+
+    def handshake(self):
+        super().handshake()
+        self._handle_events()
 
 
 class Gatehouse:
@@ -59,6 +69,16 @@ class Gatehouse:
         found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
         return {int(pid) for pid in found}
 
+    def holder_of(self, local_port: int) -> int:
+        """The pid of the worker process that holds the client connection from `local_port` (read from
+        the kernel's socket table, so the application need not say)."""
+        out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{self.port} )"],
+                             capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if f"127.0.0.1:{local_port} " in line + " ":
+                return int(re.search(r"pid=(\d+)", line).group(1))
+        raise AssertionError(f"no worker holds the connection from port {local_port}")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)  # quick shutdown: open sockets need no grace
@@ -90,7 +110,7 @@ class Gatehouse:
         headers = dict(headers or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        ws = Client.connect(f"ws://127.0.0.1:{self.port}{path}", headers=headers)
+        ws = _Client.connect(f"ws://127.0.0.1:{self.port}{path}", headers=headers)
         return Socket(ws)
 
     def ticket(self, token: str) -> str:
@@ -105,6 +125,10 @@ class Socket:
         # The first frame is the user's presence: the connection is held (and subscribed) from then on.
         first = self.next()
         assert first["event"] == "presence:updated", first
+
+    @property
+    def local_port(self) -> int:
+        return self.ws.sock.getsockname()[1]
 
     def send(self, event: str, data: dict | None = None) -> None:
         self.ws.send(json.dumps({"event": event, "data": data or {}}))

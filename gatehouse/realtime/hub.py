@@ -11,7 +11,7 @@ from gatehouse.clock import now
 from gatehouse.config import MAX_BODY_BYTES
 from gatehouse.extensions import db
 from gatehouse.errors import TokenRevoked
-from gatehouse.realtime.bridge import LocalBridge, RedisBridge
+from gatehouse.realtime.bridge import RedisBridge, SiblingBridge, sibling_directory
 from gatehouse.realtime.bus import bus
 from gatehouse.realtime.connection import Connection, Revoked, Timing
 from gatehouse.realtime.presence import Presence, Roster
@@ -29,7 +29,7 @@ class Hub:
     def __init__(self, config: dict, redis=None):
         self.registry = Registry(capacity=config["WS_CONNECTIONS"])
         self.bridge = (RedisBridge(redis, self.registry.dispatch) if redis is not None
-                       else LocalBridge(self.registry.dispatch))
+                       else SiblingBridge(sibling_directory(config["SQLALCHEMY_DATABASE_URI"]), self.registry.dispatch))
         ping = config["WS_PING_SECONDS"]
         self.presence = Presence(Roster(self.registry, redis, lapse_seconds=3 * ping), config["WS_IDLE_SECONDS"])
         self.timing = Timing(expiry_warning=timedelta(seconds=config["WS_EXPIRY_WARNING_SECONDS"]),
@@ -37,7 +37,9 @@ class Hub:
                              heartbeat=timedelta(seconds=ping))
 
     def serve(self, ws, caller: sessions.Caller, expires_at: datetime) -> None:
-        """Hold an accepted socket until it closes."""
+        """Hold an accepted socket until it closes. The handshake's queries are over: their connection
+        goes back to the pool now, not when the socket closes."""
+        db.session.remove()
         conn = Connection(ws, caller.user.id, caller.session.id, caller.user.role == "admin", expires_at, self,
                           self.timing)
         self.bridge.ensure_listening()
@@ -61,10 +63,13 @@ class Hub:
 
     @staticmethod
     def check_live(session_id: str, now: datetime) -> None:
+        """The periodic re-check; its database connection is returned before the socket waits again."""
         try:
             sessions.live_caller(session_id, now)
         except TokenRevoked:
             raise Revoked() from None
+        finally:
+            db.session.remove()
 
 
 def install(app: Flask) -> None:

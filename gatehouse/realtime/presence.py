@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.clock import iso_z
 from gatehouse.extensions import db
-from gatehouse.models import Session, User
+from gatehouse.models import PresenceConnection, Session, User
 from gatehouse.realtime.bus import publish
 from gatehouse.realtime.registry import ADMINS, Registry
 
@@ -25,22 +26,27 @@ log = logging.getLogger(__name__)
 
 
 class Roster:
-    """Counts a user's connections across processes: a Redis sorted set of connection ids scored by
-    when they lapse (a crashed process's entries lapse by themselves); this process's count without Redis."""
+    """Counts a user's connections across processes, each entry scored by when it lapses (a crashed
+    process's entries lapse by themselves): a Redis sorted set when REDIS_URL is set, else rows of
+    presence_connections in the database the processes share. Every database step here returns its
+    connection to the pool before the socket waits again."""
+
+    SWEEP_SECONDS = 60
 
     def __init__(self, registry: Registry, client=None, lapse_seconds: int = 75):
         self._registry = registry
         self._client = client
         self._lapse = lapse_seconds
+        self._swept: datetime | None = None
 
     def _key(self, user_id: str) -> str:
         return f"gatehouse:presence:{user_id}"
 
     def hold(self, user_id: str, conn_id: str, now: datetime) -> None:
         """Record (or renew) a held connection."""
-        if self._client is None:
-            return
         try:
+            if self._client is None:
+                return self._hold_in_database(user_id, conn_id, now)
             key = self._key(user_id)
             pipe = self._client.pipeline()
             pipe.zadd(key, {conn_id: now.timestamp() + self._lapse})
@@ -48,13 +54,25 @@ class Roster:
             pipe.execute()
         except Exception as exc:
             log.warning("presence roster unavailable", extra={"error_type": type(exc).__name__})
+        finally:
+            db.session.remove()
+
+    def _hold_in_database(self, user_id: str, conn_id: str, now: datetime) -> None:
+        lapses_at = now + timedelta(seconds=self._lapse)
+        insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(PresenceConnection)
+        db.session.execute(insert.values(id=conn_id, user_id=user_id, lapses_at=lapses_at)
+                           .on_conflict_do_update(index_elements=["id"], set_={"lapses_at": lapses_at}))
+        if self._swept is None or now - self._swept > timedelta(seconds=self.SWEEP_SECONDS):
+            self._swept = now
+            db.session.execute(delete(PresenceConnection).where(PresenceConnection.lapses_at <= now))
+        db.session.commit()
 
     def release(self, user_id: str, conn_id: str, now: datetime) -> int:
         """Forget a connection (already out of the registry); how many the user still has anywhere."""
         local = self._registry.held_for(user_id)
-        if self._client is None:
-            return local
         try:
+            if self._client is None:
+                return max(local, self._release_in_database(user_id, conn_id, now))
             key = self._key(user_id)
             pipe = self._client.pipeline()
             pipe.zrem(key, conn_id)
@@ -64,6 +82,16 @@ class Roster:
         except Exception as exc:
             log.warning("presence roster unavailable", extra={"error_type": type(exc).__name__})
             return local
+        finally:
+            db.session.remove()
+
+    def _release_in_database(self, user_id: str, conn_id: str, now: datetime) -> int:
+        mine = PresenceConnection.user_id == user_id
+        db.session.execute(delete(PresenceConnection).where(
+            mine, (PresenceConnection.id == conn_id) | (PresenceConnection.lapses_at <= now)))
+        held = db.session.scalar(select(func.count()).select_from(PresenceConnection).where(mine))
+        db.session.commit()
+        return held
 
 
 class Presence:

@@ -56,7 +56,7 @@ def require_second_step(user: User, params: LoginParams, methods: list[str], *, 
     db.session.execute(delete(MfaChallenge).where(MfaChallenge.expires_at <= now))
     db.session.add(MfaChallenge(
         id=new_id(), user_id=user.id, token_hash=sha256_hex(token), identifier=params.identifier, kind=kind,
-        ip_address=(ip_address or "")[:45] or None, user_agent=(user_agent or "")[:512] or None,
+        ip_address=sessions.stored_address(ip_address), user_agent=sessions.stored_user_agent(user_agent),
         device=params.device.model_dump(by_alias=True) if params.device else None, tries=0, created_at=now,
         expires_at=expires_at))
     db.session.commit()
@@ -82,7 +82,7 @@ def _take_try(token: str, user_agent: str | None, now: datetime) -> MfaChallenge
         .values(tries=MfaChallenge.tries + 1).returning(MfaChallenge)
         .execution_options(synchronize_session=False)).scalar_one_or_none()
     db.session.commit()
-    if challenge is None or not same(challenge.user_agent or "", (user_agent or "")[:512]):
+    if challenge is None or not same(challenge.user_agent or "", sessions.stored_user_agent(user_agent) or ""):
         raise _dead()
     return challenge
 
