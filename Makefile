@@ -16,7 +16,7 @@ migrate: $(STAMP)
 	$(BIN)/flask --app wsgi db upgrade
 
 run: migrate
-	HOST=127.0.0.1 PORT=8000 WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	HOST=127.0.0.1 PORT=$${PORT:-8000} WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

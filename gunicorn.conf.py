@@ -125,3 +125,17 @@ def post_fork(server, worker):
 
     gc.freeze()
     gc.set_threshold(20000, 50, 100)
+
+
+def on_starting(server):
+    """A development configuration that listens beyond loopback is warned about in the log."""
+    from pathlib import Path
+
+    from dotenv import dotenv_values
+
+    from gatehouse.config import exposed_development_warning
+
+    app_env = os.environ.get("APP_ENV") or dotenv_values(Path(__file__).with_name(".env")).get("APP_ENV")
+    warning = exposed_development_warning(app_env, bind.rsplit(":", 1)[0])
+    if warning:
+        server.log.warning(warning)

@@ -30,16 +30,31 @@ KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 SECRET_FIELDS = ("tokens", "ticket", "mfaToken", "secret", "recoveryCodes")
 
 
+def _caller(body: bytes) -> str:
+    """Whose key this is: the bearer's user, else the holder of the refresh token the body
+    presents, else the client address."""
+    who = g.get("auth")
+    if who:
+        return f"user:{who.user.id}"
+    try:
+        presented = json.loads(body).get("refreshToken")
+    except (ValueError, AttributeError, RecursionError):
+        presented = None
+    if isinstance(presented, str) and presented:
+        return idempotency.refresh_caller(presented)
+    caller = f"addr:{request.remote_addr}"
+    if len(caller) > CALLER_LENGTH:  # a forwarded address is whatever the trusted proxy passed on
+        caller = "addr:sha256:" + hashlib.sha256(caller.encode()).hexdigest()
+    return caller
+
+
 def _attempt(key: str) -> Attempt:
     if not (1 <= len(key) <= MAX_KEY_LENGTH and key.isprintable()):
         raise field_error(HEADER, f"must be 1-{MAX_KEY_LENGTH} printable characters")
     who = g.get("auth")
-    caller = f"user:{who.user.id}" if who else f"addr:{request.remote_addr}"
-    if len(caller) > CALLER_LENGTH:  # a forwarded address is whatever the trusted proxy passed on
-        caller = "addr:sha256:" + hashlib.sha256(caller.encode()).hexdigest()
-    return Attempt(key=key, caller=caller, method=request.method, path=request.path,
-                   body_hash=hashlib.sha256(request.get_data(cache=True)).hexdigest(),
-                   user_id=who.user.id if who else None)
+    body = request.get_data(cache=True)
+    return Attempt(key=key, caller=_caller(body), method=request.method, path=request.path,
+                   body_hash=idempotency.body_digest(body), user_id=who.user.id if who else None)
 
 
 def _answer(run: Callable[[], Response]) -> Response:

@@ -1,5 +1,5 @@
 """The `auth` rate-limit bucket (CONTRACT §2): one moving window of 10 requests a minute per client
-address, shared by every path in AUTH_PATHS.
+address, shared by every path in AUTH_PATHS (an IPv6 address counts by its /64).
 
 `api.routing.endpoint` puts the bucket on each endpoint whose rule is listed here, so an endpoint
 added later joins it by being listed; the portal's forms of the same four use cases (AUTH_FORMS,
@@ -11,6 +11,7 @@ sent on a 429 (a 429 of the sign-in backoff keeps its own).
 """
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Callable
 
@@ -27,7 +28,27 @@ AUTH_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/forgot-password"
                         "/auth/mfa/verify", "/auth/passkey/login"})
 AUTH_FORMS = frozenset({"/login", "/register", "/forgot-password", "/reset-password"})
 
-auth_bucket = limiter.shared_limit(AUTH_LIMIT, scope="auth", key_func=get_remote_address)
+
+
+def client_network() -> str:
+    """The bucket of a client address: an IPv4 address itself, an IPv6 address its /64.
+
+    One IPv6 subscriber or host is routinely given a whole /64, so counting single IPv6 addresses
+    would give one client 2^64 buckets. An IPv4-mapped IPv6 address counts as its IPv4 address.
+    """
+    address = get_remote_address()
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+auth_bucket = limiter.shared_limit(AUTH_LIMIT, scope="auth", key_func=client_network)
 
 
 def limited(rule: str, view: Callable) -> Callable:

@@ -40,16 +40,23 @@ def handshake():
         raise ServiceUnavailable("This process holds as many WebSockets as it can; try again shortly.",
                                  retry_after=5)
     moment = now()
-    if request.headers.get("Authorization"):
+    if request.args.get("ticket"):
+        # A ticket opens its own session's socket only. Presented together with another session's
+        # credential (a bearer token, the portal cookie) it is refused and stays unspent.
+        holder = None
+        if request.headers.get("Authorization"):
+            holder = sessions.authenticate(bearer_token(), moment).session.id
+        elif session.get("sid"):
+            holder = sessions.resume(session["sid"], moment).session.id
+        lifetime = timedelta(seconds=setting("ACCESS_TOKEN_TTL"))
+        g.ws = ws_tickets.redeem(request.args["ticket"], moment, session_id=holder), moment + lifetime
+    elif request.headers.get("Authorization"):
         who = sessions.authenticate(bearer_token(), moment)
         g.ws = who, datetime.fromtimestamp(who.claims["exp"], timezone.utc)
-    elif request.args.get("ticket"):
-        lifetime = timedelta(seconds=setting("ACCESS_TOKEN_TTL"))
-        g.ws = ws_tickets.redeem(request.args["ticket"], moment), moment + lifetime
     elif session.get("sid"):
         if request.headers.get("Origin") != f"{request.scheme}://{request.host}":
             raise Forbidden("A portal session opens /ws only from the service's own origin.")
-        who = sessions.live_caller(session["sid"], moment, kind="portal")
+        who = sessions.resume(session["sid"], moment)
         g.ws = who, who.session.expires_at
     else:
         raise TokenInvalid("Open /ws with Authorization: Bearer <accessToken>, a ?ticket= from "

@@ -54,6 +54,10 @@ def _configure_extensions(app: Flask) -> None:
         JWT_TOKEN_LOCATION=["headers"],
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(seconds=config["ACCESS_TOKEN_TTL"]),
         JWT_ENCODE_NBF=False,
+        JWT_ENCODE_ISSUER=config["TOKEN_ISSUER"],
+        JWT_DECODE_ISSUER=config["TOKEN_ISSUER"],
+        JWT_ENCODE_AUDIENCE=config["JWT_AUDIENCE"],
+        JWT_DECODE_AUDIENCE=config["JWT_AUDIENCE"],
         JWT_COOKIE_CSRF_PROTECT=False,  # tokens travel only in the Authorization header
     )
     signing = config["JWT_SIGNING_KEY"]

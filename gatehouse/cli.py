@@ -1,6 +1,8 @@
 """Command groups of `flask --app wsgi`: users, outbox, keys, idempotency."""
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask
 from flask.cli import AppGroup
@@ -19,8 +21,11 @@ keys = AppGroup("keys", help="Access-token signing keys.")
 MAX_PURGE_DAYS = 365_000  # beyond this the cut-off date leaves the calendar
 
 
-class AdminParams(Params):
+class AdminEmail(Params):
     email: Email
+
+
+class AdminParams(AdminEmail):
     password: Password
 
 
@@ -35,19 +40,33 @@ def describe(err: GatehouseError) -> str:
     return err.detail
 
 
+def _new_password(given: str | None, from_stdin: bool) -> str:
+    """The new admin's password: from --password (visible to every user of the machine in the process
+    list, so only for scripts that have no better way), from the first line of stdin, or asked twice
+    at a hidden prompt."""
+    if given is not None:
+        return given
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 @users.command("create-admin")
 @click.argument("email")
-@click.option("--password", required=True, help="Password of a new account (ignored when promoting).")
-def create_admin(email: str, password: str) -> None:
-    """Create an admin account, or promote the existing account with this email."""
+@click.option("--password", help="Password of a new account (prefer the prompt or --password-stdin: a "
+                                 "password in the command line is visible to other users).")
+@click.option("--password-stdin", "password_stdin", is_flag=True,
+              help="Read the new account's password from the first line of stdin.")
+def create_admin(email: str, password: str | None, password_stdin: bool) -> None:
+    """Create an admin account, or promote the existing account with this email (no password asked)."""
     from gatehouse.services.accounts import new_user
 
     try:
-        params = parse(AdminParams, {"email": email, "password": password})
+        address = parse(AdminEmail, {"email": email}).email
     except GatehouseError as err:
         fail(describe(err))
     stamp = now()
-    existing = db.session.execute(select(User).where(User.email_key == email_key(params.email))).unique()
+    existing = db.session.execute(select(User).where(User.email_key == email_key(address))).unique()
     user = existing.scalar_one_or_none()
     if user is not None:
         if user.role != "admin":
@@ -57,6 +76,7 @@ def create_admin(email: str, password: str) -> None:
         click.echo(f"promoted {user.email} ({user.id}) to admin")
         return
     try:
+        params = parse(AdminParams, {"email": email, "password": _new_password(password, password_stdin)})
         user = new_user(email=params.email, password=params.password, now=stamp, role="admin")
         db.session.commit()
     except GatehouseError as err:

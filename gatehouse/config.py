@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from gatehouse.instance import owner_only, prepare_sqlite, private_directory
+
 PRODUCTION = "production"
 ENVIRONMENTS = ("development", "production", "test")
 
@@ -15,7 +17,9 @@ ENVIRONMENTS = ("development", "production", "test")
 ARGON2_FLOOR = {"ARGON2_MEMORY_KIB": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARALLELISM": 1}
 
 MAX_BODY_BYTES = 64 * 1024
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+DEFAULT_ISSUER = "gatehouse"
+# Where passkeys live when PUBLIC_URL is unset (CONTRACT §9).
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 class ConfigError(Exception):
@@ -41,6 +45,8 @@ SETTINGS = (
     Setting("RESET_CODE_TTL", "600", "positive_int"),
     Setting("VERIFY_CODE_TTL", "86400", "positive_int"),
     Setting("IDEMPOTENCY_TTL", "86400", "positive_int"),
+    Setting("CODE_MAILS_PER_HOUR", "5", "positive_int"),
+    Setting("CODE_WRONG_PER_DAY", "10", "positive_int"),
     Setting("PASSWORD_MIN_LENGTH", "12", "positive_int"),
     Setting("ARGON2_MEMORY_KIB", "19456", "positive_int"),
     Setting("ARGON2_TIME_COST", "2", "positive_int"),
@@ -66,6 +72,8 @@ SETTINGS = (
     Setting("MAIL_DEFAULT_SENDER", "Gatehouse <no-reply@localhost>"),
     Setting("MAIL_TIMEOUT", "30", "positive_int"),
     Setting("JWT_PRIVATE_KEY", None),
+    Setting("PUBLIC_URL", None),
+    Setting("JWT_AUDIENCE", "gatehouse"),
     Setting("WEB_CONCURRENCY", None, "positive_int"),
     Setting("WS_CONNECTIONS", "64", "positive_int"),
     Setting("WS_TICKET_TTL", "60", "positive_int"),
@@ -73,8 +81,10 @@ SETTINGS = (
     Setting("WS_EXPIRY_WARNING_SECONDS", "60", "positive_int"),
     Setting("WS_RECHECK_SECONDS", "30", "positive_int"),
     Setting("WS_IDLE_SECONDS", "300", "positive_int"),
+    Setting("WS_ACTIVE_SECONDS", "15", "positive_int"),
+    Setting("WS_FRAMES_PER_MINUTE", "120", "positive_int"),
+    Setting("PORTAL_IDLE_SECONDS", "43200", "positive_int"),
     Setting("LOG_LEVEL", "INFO"),
-    Setting("PUBLIC_URL", "http://127.0.0.1:8000"),
     Setting("WEBAUTHN_RP_ID", None),
     Setting("WEBAUTHN_ORIGINS", None),
     Setting("REAUTH_MAX_AGE", "600", "positive_int"),
@@ -120,11 +130,14 @@ def database_uri(url: str | None, instance_path: Path) -> str:
 def development_secret(instance_path: Path) -> str:
     """The generated development secret, created once with a CSPRNG and readable by the owner only."""
     path = instance_path / "secret_key"
+    private_directory(instance_path)
     try:
-        return path.read_text().strip()
+        key = path.read_text().strip()
     except FileNotFoundError:
         pass
-    instance_path.mkdir(parents=True, exist_ok=True)
+    else:
+        owner_only(path)
+        return key
     key = secrets.token_urlsafe(48)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -165,7 +178,7 @@ def webauthn_party(values: dict, production: bool) -> tuple[str, list[str]]:
     from PUBLIC_URL). Every origin's host must be the RP id or below it (WebAuthn §5.1.4), else no
     passkey could ever work; in production every origin must also be https (browsers allow passkeys
     on plain http for loopback only)."""
-    public_origin, public_host = _origin(values["PUBLIC_URL"], "PUBLIC_URL")
+    public_origin, public_host = _origin(values["PUBLIC_URL"] or DEFAULT_PUBLIC_URL, "PUBLIC_URL")
     rp_id = (values["WEBAUTHN_RP_ID"] or public_host).strip().lower()
     raw = [o for o in (values["WEBAUTHN_ORIGINS"] or "").split(",") if o.strip()]
     origins = [_origin(o, "WEBAUTHN_ORIGINS") for o in raw] or [(public_origin, public_host)]
@@ -176,6 +189,20 @@ def webauthn_party(values: dict, production: bool) -> tuple[str, list[str]]:
         if production and not origin.startswith("https://") and host not in LOOPBACK_HOSTS:
             raise ConfigError(f"WEBAUTHN_ORIGINS: {origin} must be https when APP_ENV=production")
     return rp_id, [origin for origin, _ in origins]
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
+
+
+def exposed_development_warning(app_env: str | None, host: str) -> str | None:
+    """The start-up warning for a development configuration listening beyond loopback: development
+    prints one-time codes to the console and generates its own secret, so it must not face a network."""
+    if (app_env or "development") != "development" or host in LOOPBACK_HOSTS or host.startswith("127."):
+        return None
+    named = "unset" if not app_env else repr(app_env)
+    return (f"gatehouse: APP_ENV is {named} (development) but the "
+            f"server listens on {host}, beyond loopback: development prints one-time codes to the console "
+            "and generates its own secret. Set APP_ENV=production for any deployment.")
 
 
 def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
@@ -221,16 +248,26 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
     if values["OUTBOX_INLINE"] is None:
         values["OUTBOX_INLINE"] = not production
     values["JWT_SIGNING_KEY"] = _signing_key(values["JWT_PRIVATE_KEY"])
+    public_url = (values["PUBLIC_URL"] or "").rstrip("/")
+    if public_url and not public_url.startswith(("https://", "http://")):
+        raise ConfigError(f"PUBLIC_URL must be an http(s) URL such as https://auth.example.com (got {public_url!r})")
+    values["PUBLIC_URL"] = public_url or None
+    # The access tokens' `iss` (RFC 9068): the service's public URL, or a fixed name without one.
+    values["TOKEN_ISSUER"] = public_url or DEFAULT_ISSUER
+    if not values["JWT_AUDIENCE"]:
+        raise ConfigError("JWT_AUDIENCE must not be empty")
     values["WEBAUTHN_RP_ID"], values["WEBAUTHN_ORIGINS"] = webauthn_party(values, production)
     if values["HASH_CONCURRENCY"] is None:
         workers = values["WEB_CONCURRENCY"] or 1
         values["HASH_CONCURRENCY"] = max(1, (os.cpu_count() or 1) // workers)
 
+    uri = database_uri(values["DATABASE_URL"], instance_path)
+    prepare_sqlite(uri, instance_path)  # migrations, the app and the CLI all come through here
     config = dict(values)
     config.update(
         ENV_NAME=env,
         PRODUCTION=production,
-        SQLALCHEMY_DATABASE_URI=database_uri(values["DATABASE_URL"], instance_path),
+        SQLALCHEMY_DATABASE_URI=uri,
         # One byte more than allowed: a streamed (chunked) body is cut there by werkzeug, and a read
         # that reaches it is known to be too large (api.body), instead of silently truncated.
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES + 1,
@@ -239,6 +276,11 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=production,
+        # In production the cookie is a __Host- cookie (RFC 6265bis): Secure, Path=/ and no Domain,
+        # so no sibling or parent domain can set or shadow it.
+        SESSION_COOKIE_NAME="__Host-gatehouse" if production else "session",
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
         JSON_SORT_KEYS=False,
     )
     return config

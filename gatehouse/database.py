@@ -39,7 +39,10 @@ def engine_options(uri: str, timeout: int) -> dict:
     """`timeout` (DATABASE_TIMEOUT, seconds) bounds connecting, waiting for the pool and each statement."""
     if uri.startswith("sqlite"):
         # sqlite3's timeout is its busy timeout: how long a writer waits for another's lock.
-        return {"pool_timeout": timeout, "connect_args": {"timeout": timeout, "check_same_thread": False}}
+        options = {"connect_args": {"timeout": timeout, "check_same_thread": False}}
+        if uri not in ("sqlite://", "sqlite:///:memory:"):  # an in-memory database has no pool to wait on
+            options["pool_timeout"] = timeout
+        return options
     # No pre-ping (it doubles the round trips of every request); connections are recycled instead,
     # and a connection the server dropped invalidates the pool at its first error (answered 503).
     return {
@@ -56,29 +59,28 @@ UNBOUNDED = {"gatehouse_unbounded": True}
 
 
 class Watchdog:
-    """Shuts the socket of a PostgreSQL connection whose statement has run `limit` seconds without an
-    answer; the blocked call then fails at once (OperationalError, answered 503) and the pool drops the
-    connection. One thread per process; a statement only arms and disarms an entry of a dict."""
+    """Shuts the socket of a PostgreSQL connection whose statement has gone unanswered past its engine's
+    limit; the blocked call then fails at once (OperationalError, answered 503) and the pool drops the
+    connection. One per process, whatever the number of engines, with one thread; a statement only
+    arms and disarms an entry of a dict."""
 
-    def __init__(self, limit: float):
-        self.limit = limit
-        self._armed: dict[int, tuple[float, object]] = {}
+    TICK = 0.25
+
+    def __init__(self):
+        self._armed: dict[int, tuple[float, object, float]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def install(self, engine: Engine) -> None:
-        event.listen(engine, "before_cursor_execute", self._arm_statement)
-        event.listen(engine, "after_cursor_execute", self._disarm_statement)
+    def install(self, engine: Engine, limit: float) -> None:
+        def arm(conn, *_statement) -> None:
+            self.arm(conn, limit)
+
+        event.listen(engine, "before_cursor_execute", arm)
+        event.listen(engine, "after_cursor_execute", lambda conn, *_statement: self.disarm(conn))
         event.listen(engine, "handle_error", lambda context: self.disarm(context.connection))
-        event.listen(engine, "commit", self.arm)
-        event.listen(engine, "rollback", self.arm)
+        event.listen(engine, "commit", arm)
+        event.listen(engine, "rollback", arm)
         event.listen(engine.pool, "checkin", lambda dbapi_connection, _record: self._disarm_dbapi(dbapi_connection))
-
-    def _arm_statement(self, conn, _cursor, _statement, _parameters, _context, _executemany) -> None:
-        self.arm(conn)
-
-    def _disarm_statement(self, conn, _cursor, _statement, _parameters, _context, _executemany) -> None:
-        self.disarm(conn)
 
     @staticmethod
     def _dbapi(conn):
@@ -87,11 +89,11 @@ class Watchdog:
             return None
         return conn.connection.dbapi_connection
 
-    def arm(self, conn) -> None:
+    def arm(self, conn, limit: float) -> None:
         dbapi_connection = self._dbapi(conn)
         if dbapi_connection is None or conn.get_execution_options().get("gatehouse_unbounded"):
             return
-        self._armed[id(dbapi_connection)] = (time.monotonic() + self.limit, dbapi_connection)
+        self._armed[id(dbapi_connection)] = (time.monotonic() + limit, dbapi_connection, limit)
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -108,20 +110,21 @@ class Watchdog:
 
     def _watch(self) -> None:
         while True:
-            time.sleep(min(0.25, self.limit / 4))
+            time.sleep(self.TICK)
             moment = time.monotonic()
-            for key, (deadline, dbapi_connection) in list(self._armed.items()):
-                if deadline <= moment and self._armed.get(key, (None, None))[1] is dbapi_connection:
+            for key, entry in list(self._armed.items()):
+                if entry[0] <= moment and self._armed.get(key) is entry:
                     self._armed.pop(key, None)
-                    self._abandon(dbapi_connection)
+                    self._abandon(entry[1], entry[2])
 
-    def _abandon(self, dbapi_connection) -> None:
+    @staticmethod
+    def _abandon(dbapi_connection, limit: float) -> None:
         from psycopg.pq import TransactionStatus
 
         pgconn = dbapi_connection.pgconn
         if pgconn.transaction_status != TransactionStatus.ACTIVE:
             return  # it answered in the meantime, or sits idle between statements
-        log.error("database call abandoned: no answer", extra={"limit_seconds": self.limit})
+        log.error("database call abandoned: no answer", extra={"limit_seconds": limit})
         try:
             with socket.fromfd(pgconn.socket, socket.AF_INET, socket.SOCK_STREAM) as dup:
                 dup.shutdown(socket.SHUT_RDWR)
@@ -129,10 +132,13 @@ class Watchdog:
             pass
 
 
+WATCHDOG = Watchdog()
+
+
 def install_watchdog(engine: Engine, timeout: int) -> None:
     """A second after the server's own statement_timeout: a live server always answers first."""
     if engine.dialect.name == "postgresql":
-        Watchdog(timeout + 1).install(engine)
+        WATCHDOG.install(engine, timeout + 1)
 
 
 def is_postgres() -> bool:

@@ -109,6 +109,7 @@ def _validate(model: type[Params], data: dict, *, strict: bool) -> Params:
 
 
 def parse(model: type[Params], data: Any) -> Params:
+    """The JSON API, the portal and the CLI all parse through here: one set of rules for every surface."""
     if not isinstance(data, dict):
         raise ValidationFailed("The request body must be a JSON object.",
                                errors=[{"field": "body", "message": "must be a JSON object"}])
@@ -117,6 +118,15 @@ def parse(model: type[Params], data: Any) -> Params:
 
 # ---- field types -------------------------------------------------------------------------------
 
+def normalise_email(value: str) -> str:
+    """The one form in which an address is stored, mailed and shown: NFKC (so full-width and other
+    compatibility forms of a character are that character), then email-validator's normal form:
+    syntax and RFC 5321 lengths checked, the domain lower-cased in its Unicode form (an A-label
+    `xn--…` becomes its U-label; IDNA 2008 with UTS #46 mapping), the local part's case kept.
+    EmailNotValidError when it is no address. No DNS look-up on the request path."""
+    return validate_email(unicodedata.normalize("NFKC", value).strip(), check_deliverability=False).normalized
+
+
 # The users.email and users.email_key columns (String(320)): an address is refused, not cut, when
 # its stored form or its key (NFKC may expand a character into many) would not fit.
 EMAIL_COLUMN_LENGTH = 320
@@ -124,8 +134,7 @@ EMAIL_COLUMN_LENGTH = 320
 
 def _email(value: str) -> str:
     try:
-        # Syntax, IDN and RFC 5321 lengths; no DNS look-up on the request path.
-        normalized = validate_email(value, check_deliverability=False).normalized
+        normalized = normalise_email(value)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     if max(len(normalized), len(email_key(normalized))) > EMAIL_COLUMN_LENGTH:
@@ -134,8 +143,13 @@ def _email(value: str) -> str:
 
 
 def email_key(email: str) -> str:
-    """The unique key of an address: NFKC, trimmed, lower-cased (CONTRACT §8)."""
-    return unicodedata.normalize("NFKC", email).strip().lower()
+    """The unique key of an address: its normal form (normalise_email), lower-cased. Text that is no
+    address (a sign-in identifier, a search) keys as NFKC, trimmed and lower-cased."""
+    try:
+        email = normalise_email(email)
+    except EmailNotValidError:
+        email = unicodedata.normalize("NFKC", email).strip()
+    return email.lower()
 
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{2,31}")
@@ -151,12 +165,18 @@ def username_key(username: str) -> str:
     return unicodedata.normalize("NFKC", username).casefold()
 
 
+# Control (Cc), format (Cf: bidirectional overrides and isolates, zero-width spaces and joiners, soft
+# hyphen, tags) and line or paragraph separators: invisible or reordering text that would let one
+# name pass for another in admin lists and mails.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
 def _display_name(value: str) -> str:
     value = value.strip()
     if not 1 <= len(value) <= 100:
         raise ValueError("must be 1-100 characters")
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise ValueError("must not contain control characters")
+    if any(unicodedata.category(ch) in INVISIBLE_CATEGORIES for ch in value):
+        raise ValueError("must not contain control, invisible or text-direction characters")
     return value
 
 

@@ -28,6 +28,8 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 HTML_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
+HSTS = "max-age=31536000; includeSubDomains"
+
 # werkzeug's own errors, by status, onto the contract's codes.
 HTTP_ERRORS = {
     400: errors.BadRequest, 404: errors.NotFound, 405: errors.MethodNotAllowed, 413: errors.PayloadTooLarge,
@@ -93,6 +95,8 @@ def install(app: Flask) -> None:
             headers["Content-Security-Policy"] = HTML_CSP if html else API_CSP
         if "Cache-Control" not in headers:
             headers["Cache-Control"] = "no-store"
+        if app.config["PRODUCTION"]:  # production is served over https only (RFC 6797)
+            headers["Strict-Transport-Security"] = HSTS
         started = g.get("started")
         access_log.info("request", extra={
             "request_id": g.get("request_id"),

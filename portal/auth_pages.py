@@ -99,7 +99,10 @@ def verify_email_submit():
 @form_post("/verify-email/resend")
 @signed_in_only
 def resend_verification():
-    recovery.resend_verification(caller().user, now())
+    try:
+        recovery.resend_verification(caller().user, now())
+    except GatehouseError as err:
+        return refused("verify_email.html", VerifyEmailForm(), err)
     flash("A new code is on its way; the previous one no longer works.", "success")
     return redirect(url_for("portal.verify_email"))
 

@@ -57,7 +57,9 @@ def locked_at(app, email: str = "ann@example.com"):
 def stored_failures(app, leg: str, identifier: str) -> int | None:
     """The counter as the store holds it: Redis on the postgres leg, the database table otherwise."""
     with app.app_context():
-        key = throttle._key(identifier)
+        # An account's failures are counted under the account, an unknown identifier's under itself.
+        user = db.session.execute(select(User).where(User.email_key == identifier)).unique().scalar_one_or_none()
+        key = throttle._key(identifier, user)
         if leg == "postgres":
             with redis.Redis.from_url(app.config["REDIS_URL"]) as client:
                 value = client.hget(f"gatehouse:sign-in:{key}", "failures")
@@ -113,7 +115,40 @@ def test_unknown_identifiers_and_usernames_are_throttled_alike(make_app):
         problem(login(client, username="ANN"), 401, "invalid_credentials")
     waiting(login(client, email="nobody@example.com"), 30)
     waiting(login(client, username="ann"), 30)  # the normalised username: one counter whatever the case
-    assert login(client, PASSWORD).status_code == 200  # the email is another identifier
+    waiting(login(client, PASSWORD), 30)  # the email names the same account: the same counter
+    assert login(client, PASSWORD, email="other@example.com").status_code == 401  # another identifier
+
+
+@pytest.mark.parametrize("by_email, by_username, refused", [(1, 1, False), (2, 1, True), (2, 2, True)])
+def test_an_accounts_email_and_username_share_one_count(make_app, leg, by_email, by_username, refused):
+    """Free failures are per account once the identifier names one: FAST gives 3 in all, not 3 + 3."""
+    app = make_app(**FAST)
+    client = app.test_client()
+    register(client, username="ann")
+    with time_machine.travel(now(), tick=False):
+        for _ in range(by_email):
+            problem(login(client), 401, "invalid_credentials")
+        for _ in range(by_username):
+            outcome = login(client, username="Ann")
+            if outcome.status_code == 429:
+                break
+            problem(outcome, 401, "invalid_credentials")
+        counted = min(by_email + by_username, 3)
+        assert stored_failures(app, leg, "ann@example.com") == counted
+        with app.app_context():  # nothing under the identifiers themselves
+            for identifier in ("ann@example.com", "ann"):
+                key = throttle._key(identifier)
+                if leg == "postgres":
+                    with redis.Redis.from_url(app.config["REDIS_URL"]) as store:
+                        assert not store.exists(f"gatehouse:sign-in:{key}")
+                else:
+                    assert db.session.get(SignInFailure, key) is None
+        answer = login(client, PASSWORD, username="ann")
+        if refused:
+            waiting(answer, 30)
+            waiting(login(client, PASSWORD), 30)
+        else:
+            assert answer.status_code == 200
 
 
 def test_current_password_checks_count_against_the_email(make_app):

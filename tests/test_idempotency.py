@@ -1,7 +1,6 @@
 """Idempotency-Key on every write: claim, replay, refusals, sealed token responses, purge."""
 from __future__ import annotations
 
-import hashlib
 import threading
 from datetime import timedelta
 
@@ -106,7 +105,7 @@ def test_a_request_still_running_under_the_key_is_409(app, client):
     body = b'{"email": "ann@example.com", "password": "' + PASSWORD.encode() + b'"}'
     with app.test_request_context():
         claim = idempotency.begin(Attempt(key="key-1", caller="addr:127.0.0.1", method="POST",
-                                          path="/auth/register", body_hash=hashlib.sha256(body).hexdigest()), now())
+                                          path="/auth/register", body_hash=idempotency.body_digest(body)), now())
     assert isinstance(claim, str)
     response = client.post("/auth/register", data=body, content_type="application/json", headers=KEY)
     problem(response, 409, "idempotency_key_in_progress")

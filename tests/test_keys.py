@@ -58,7 +58,7 @@ def test_tokens_are_signed_with_the_key_and_verify_with_the_jwks(make_app, pems,
     assert (jwk["alg"], jwk["use"], jwk["kid"]) == (algorithm, "sig", header["kid"])
     assert header["alg"] == algorithm
     assert "d" not in jwk and "p" not in jwk  # the public half only
-    claims = jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[algorithm])
+    claims = jwt.decode(token, jwt.PyJWK(jwk).key, algorithms=[algorithm], audience="gatehouse")
     assert claims["sub"] == body["user"]["id"]
     assert api.get("/auth/me", token=token).status_code == 200
 

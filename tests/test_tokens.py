@@ -30,9 +30,10 @@ def test_access_token_claims(api):
     assert claims["sub"] == body["user"]["id"] and claims["sid"] == body["session"]["id"]
     assert (claims["type"], claims["role"], claims["region"], claims["currency"]) == ("access", "user", "DE", "EUR")
     assert claims["exp"] - claims["iat"] == 900
-    jwt.decode(token, signing_key(), algorithms=["HS256"])  # signed with the derived key, not SECRET_KEY itself
+    # signed with the derived key, not SECRET_KEY itself
+    jwt.decode(token, signing_key(), algorithms=["HS256"], audience="gatehouse", issuer="gatehouse")
     with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(token, BASE_CONFIG["SECRET_KEY"], algorithms=["HS256"])
+        jwt.decode(token, BASE_CONFIG["SECRET_KEY"], algorithms=["HS256"], audience="gatehouse")
 
 
 def _b64(data: dict) -> str:
@@ -125,7 +126,8 @@ def test_a_token_stops_working_when_the_account_is_disabled(app, api):
 
 def test_access_tokens_carry_no_claims_beyond_the_contract(api):
     claims = claims_of(api.register()["tokens"]["accessToken"])
-    # flask-jwt-extended's own "fresh" flag is the only addition; no cookie CSRF value, no nbf.
-    assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh",
-                           "amr", "aal", "auth_time"}
+    # flask-jwt-extended's own "fresh" flag, RFC 9068's iss and aud, and how the session was signed in
+    # (amr, aal, auth_time) are the only additions; no nbf.
+    assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh", "iss",
+                           "aud", "amr", "aal", "auth_time"}
     assert (claims["amr"], claims["aal"]) == (["pwd"], 1) and claims["auth_time"] == claims["iat"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_REVOKED = 4401
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
 _REVOKE = object()
 _GOING_AWAY = object()
@@ -34,6 +36,8 @@ class Timing:
     expiry_warning: timedelta
     recheck: timedelta
     heartbeat: timedelta  # how often the connection renews its place in the presence roster
+    active_interval: timedelta = timedelta(seconds=15)  # at most one presence write per connection per this
+    frames_per_minute: int = 120  # client frames beyond this in any minute close the connection
 
 
 class Revoked(Exception):
@@ -42,6 +46,10 @@ class Revoked(Exception):
 
 class GoingAway(Exception):
     """The process is shutting down; the client reconnects elsewhere."""
+
+
+class Flooding(Exception):
+    """The client sends more frames than WS_FRAMES_PER_MINUTE; each would cost work, so it is closed."""
 
 
 class Connection:
@@ -59,6 +67,8 @@ class Connection:
         # after queuing a frame wakes the loop for outgoing frames too.
         self._wake = ws.event
         self._warned = False
+        self._frames: deque[datetime] = deque()  # arrival times of the client's frames in the last minute
+        self._presence_written: datetime | None = None
 
     # ---- called from other threads -------------------------------------------------------------
 
@@ -83,6 +93,8 @@ class Connection:
             self._end_revoked()
         except GoingAway:
             self._close(CLOSE_GOING_AWAY, "server shutting down")
+        except Flooding:
+            self._close(CLOSE_POLICY_VIOLATION, "too many messages")
         except ConnectionClosed:
             pass
         except Exception as exc:  # the database failing, say: the client reconnects later
@@ -106,7 +118,7 @@ class Connection:
                 self._warned = True
                 self.send("token:expiring", {"expiresAt": iso_z(self.expires_at)})
             if now >= next_recheck:
-                self.hub.check_live(self.session_id, now)
+                self._rights(self.hub.check_live(self.session_id, now))
                 next_recheck = now + self.timing.recheck
             if now >= next_heartbeat:
                 presence.roster.hold(self.user_id, self.id, now)
@@ -124,6 +136,21 @@ class Connection:
                 if self.handle(frame):
                     next_settle = clock_now() + presence.idle
             self._flush()
+
+    def _rights(self, admin: bool) -> None:
+        """Take the account's rights as the session check just read them (CONTRACT §6): a demoted
+        admin stops receiving what only admins receive, a promoted one starts."""
+        if admin != self.admin:
+            self.admin = admin
+            self.hub.registry.set_admin(self, admin)
+
+    def _count_frame(self, now: datetime) -> None:
+        frames = self._frames
+        frames.append(now)
+        while frames and now - frames[0] >= timedelta(minutes=1):
+            frames.popleft()
+        if len(frames) > self.timing.frames_per_minute:
+            raise Flooding()
 
     def _settle_at(self, last_active: datetime | None, now: datetime) -> datetime | None:
         """When this connection next looks whether the user went idle (None: already idle)."""
@@ -164,7 +191,8 @@ class Connection:
 
     def handle(self, frame: str | bytes) -> bool:
         """A client frame; True when it marked the user active. Anything malformed gets an `error`
-        frame and the connection stays open."""
+        frame and the connection stays open; more than WS_FRAMES_PER_MINUTE frames close it."""
+        self._count_frame(clock_now())
         try:
             message = json.loads(frame)
             event, data = message["event"], message.get("data") or {}
@@ -174,7 +202,12 @@ class Connection:
             self.error("bad_request", 'Frames are JSON: {"event": "<name>", "data": {...}}.')
             return False
         if event == "presence:active":
-            self.hub.presence.active(self.user_id, self.session_id, clock_now())
+            # Each write is a database update and a fan-out: one per active_interval per connection,
+            # the frames between only keep this connection's own idle timer going.
+            moment = clock_now()
+            if self._presence_written is None or moment - self._presence_written >= self.timing.active_interval:
+                self._presence_written = moment
+                self.hub.presence.active(self.user_id, self.session_id, moment)
             return True
         if event == "session:renew":
             self.renew(data.get("accessToken"))
@@ -195,5 +228,6 @@ class Connection:
             db.session.remove()
         if caller.session.id != self.session_id:
             return self.error("token_invalid", "The access token belongs to another session.")
+        self._rights(caller.user.role == "admin")
         self.expires_at = datetime.fromtimestamp(caller.claims["exp"], timezone.utc)
         self._warned = False

@@ -34,7 +34,9 @@ class Hub:
         self.presence = Presence(Roster(self.registry, redis, lapse_seconds=3 * ping), config["WS_IDLE_SECONDS"])
         self.timing = Timing(expiry_warning=timedelta(seconds=config["WS_EXPIRY_WARNING_SECONDS"]),
                              recheck=timedelta(seconds=config["WS_RECHECK_SECONDS"]),
-                             heartbeat=timedelta(seconds=ping))
+                             heartbeat=timedelta(seconds=ping),
+                             active_interval=timedelta(seconds=config["WS_ACTIVE_SECONDS"]),
+                             frames_per_minute=config["WS_FRAMES_PER_MINUTE"])
 
     def serve(self, ws, caller: sessions.Caller, expires_at: datetime) -> None:
         """Hold an accepted socket until it closes. The handshake's queries are over: their connection
@@ -62,10 +64,11 @@ class Hub:
         return sessions.authenticate(access_token, now)
 
     @staticmethod
-    def check_live(session_id: str, now: datetime) -> None:
-        """The periodic re-check; its database connection is returned before the socket waits again."""
+    def check_live(session_id: str, now: datetime) -> bool:
+        """The periodic re-check: Revoked unless the session is live; whether its account is an admin
+        now, read afresh. Its database connection is returned before the socket waits again."""
         try:
-            sessions.live_caller(session_id, now)
+            return sessions.live_caller(session_id, now, fresh=True).user.role == "admin"
         except TokenRevoked:
             raise Revoked() from None
         finally:

@@ -56,6 +56,14 @@ class Registry:
             self._admins.discard(conn)
             return len(self._by_user.get(conn.user_id, ()))
 
+    def set_admin(self, conn: Held, admin: bool) -> None:
+        """A held connection's rights changed: it joins or leaves the admins' audience."""
+        with self._lock:
+            if admin:
+                self._admins.add(conn)
+            else:
+                self._admins.discard(conn)
+
     def full(self) -> bool:
         with self._lock:
             return self._count >= self.capacity

@@ -94,22 +94,22 @@ def find_by_identifier(params: LoginParams) -> User | None:
 def verify_current_password(user: User, password: str, now: datetime) -> None:
     """Check the password of a signed-in user (password change, account deletion).
 
-    A wrong password is 401 invalid_credentials, as at sign-in, and counts against the account's
-    email as a sign-in failure would.
+    A wrong password is 401 invalid_credentials, as at sign-in, and counts against the account as
+    a sign-in failure would.
     """
-    throttle.check(user.email_key, now)
+    throttle.check(user.email_key, now, user)
     matches, _ = hasher().verify(user.password_hash, password)
     if not matches or user.password_locked_at is not None:
         throttle.failed(user.email_key, now, user)
         raise InvalidCredentials()
-    throttle.succeeded(user.email_key)
+    throttle.succeeded(user.email_key, user)
 
 
 def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None, now: datetime,
           kind: str = "api") -> SignIn:
     """Wrong password, unknown, disabled or deleted account: one answer, comparable time."""
-    throttle.check(params.identifier, now)
     user = find_by_identifier(params)
+    throttle.check(params.identifier, now, user)
     matches, needs_rehash = hasher().verify(user.password_hash if user else None, params.password)
     if not matches or not user.active or user.password_locked_at is not None:
         throttle.failed(params.identifier, now, user)
@@ -122,7 +122,7 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
     methods = methods_of(user.id)
     if methods:  # no session yet; the backoff is reset only when the second step succeeds
         require_second_step(user, params, methods, ip_address=ip_address, user_agent=user_agent, now=now, kind=kind)
-    throttle.succeeded(params.identifier)
+    throttle.succeeded(params.identifier, user)
     user.last_login_at = now
     session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now,
                              kind=kind)

@@ -15,11 +15,11 @@ from gatehouse.params import AdminUserPatch, AdminUsersQuery, SubscriptionPatch,
 from gatehouse.realtime.bus import publish
 from gatehouse.security.tokens import keyed_hash, same
 from gatehouse.services import sessions
+from gatehouse.services.last_admin import is_active_admin, keep_an_admin, lock_active_admins
 from gatehouse.services.profile import _bump_version as bump_version
 from gatehouse.services.profile import _current as current
 from gatehouse.services.runtime import hmac_key
 
-ACTIVE_ADMIN = and_(User.role == "admin", User.disabled.is_(False), User.deleted_at.is_(None))
 PLAIN_FIELDS = (("showStatus", "show_status"), ("role", "role"), ("disabled", "disabled"))
 SUBSCRIPTION_FIELDS = ("tier", "status", "current_period_end")
 
@@ -95,24 +95,6 @@ def get_user(user_id: str) -> User:
 
 # ---- changes -----------------------------------------------------------------------------------
 
-def _lock_active_admins() -> None:
-    """Hold the active admins' rows until commit (PostgreSQL; in id order, so that two admins demoting
-    each other queue instead of deadlocking). On SQLite the version bump's write lock serialises writers."""
-    db.session.execute(select(User.id).where(ACTIVE_ADMIN).order_by(User.id).with_for_update())
-
-
-def _is_active_admin(user: User) -> bool:
-    return user.role == "admin" and user.active
-
-
-def _keep_an_admin(user_id: str, field: str) -> None:
-    """The last active admin cannot be demoted, disabled or deleted: no one could undo it through the API."""
-    others = db.session.scalar(select(func.count()).select_from(User).where(ACTIVE_ADMIN, User.id != user_id))
-    if not others:
-        db.session.rollback()
-        raise field_error(field, "would leave no active admin; promote another admin first")
-
-
 def _apply_subscription(user: User, patch: SubscriptionPatch, now: datetime) -> bool:
     subscription = user.subscription
     if subscription is None:
@@ -145,16 +127,16 @@ def update_user(user_id: str, patch: AdminUserPatch, *, now: datetime) -> User:
     revokes every session in the same transaction, so the user's tokens die at their next request."""
     user_id = get_user(user_id).id
     if patch.role == "user" or patch.disabled:
-        _lock_active_admins()
+        lock_active_admins()
     version = bump_version(user_id, None, now)
     user = current(user_id)
-    was_admin = _is_active_admin(user)
+    was_admin = is_active_admin(user)
     changed = _apply(user, patch, now)
     if not changed:
         db.session.rollback()
         return user
-    if was_admin and not _is_active_admin(user):
-        _keep_an_admin(user_id, "role" if "role" in changed else "disabled")
+    if was_admin and not is_active_admin(user):
+        keep_an_admin(user_id, "role" if "role" in changed else "disabled")
     if "disabled" in changed and user.disabled:
         sessions.revoke_all(user_id, now)  # commits the change together with the revocation
     else:
@@ -166,14 +148,14 @@ def update_user(user_id: str, patch: AdminUserPatch, *, now: datetime) -> User:
 def delete_user(user_id: str, *, now: datetime) -> None:
     """Soft delete (a second time changes nothing): sign-in and every token are refused until a restore."""
     user_id = get_user(user_id).id
-    _lock_active_admins()
+    lock_active_admins()
     bump_version(user_id, None, now)
     user = current(user_id)
     if user.deleted_at is not None:
         db.session.rollback()
         return
-    if _is_active_admin(user):
-        _keep_an_admin(user_id, "id")
+    if is_active_admin(user):
+        keep_an_admin(user_id, "id")
     user.deleted_at = now
     sessions.revoke_all(user_id, now)  # commits the deletion together with the revocation
 

@@ -6,6 +6,9 @@ the response must never commit anything the work left behind.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,10 +18,38 @@ from sqlalchemy.dialects import postgresql, sqlite
 from gatehouse.errors import IdempotencyKeyInProgress, IdempotencyKeyReused, TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import IdempotencyKey, Session
+from gatehouse.security.tokens import derive_key, keyed_hash
 from gatehouse.services.runtime import sealer, setting
 
 # A response that carries secrets (tokens, tickets) is replayed this long only.
 SECRET_REPLAY_WINDOW = timedelta(seconds=60)
+
+
+def _key() -> bytes:
+    """The HMAC key of stored request fingerprints: derived from SECRET_KEY for this use only."""
+    return derive_key(setting("SECRET_KEY"), "idempotency-request")
+
+
+def body_digest(body: bytes) -> str:
+    """A keyed fingerprint (HMAC-SHA-256) of a request body's canonical form.
+
+    Bodies hold passwords (sign-in, password change, account deletion, reset): an unkeyed hash
+    kept for IDEMPOTENCY_TTL would let whoever reads the table test password guesses at one
+    SHA-256 each, around argon2. The canonical form (JSON with sorted keys and no spacing) makes
+    the same request with its fields in another order or spacing the same request.
+    """
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False).encode()
+    except (ValueError, RecursionError):
+        canonical = body
+    return hmac.new(_key(), canonical, hashlib.sha256).hexdigest()
+
+
+def refresh_caller(refresh_token: str) -> str:
+    """The caller of an unauthenticated request that presents a refresh token: its holder, from any
+    address (a phone that changed networks between a lost answer and its retry still replays)."""
+    return "refresh:" + keyed_hash(_key(), refresh_token)
 
 
 @dataclass(frozen=True)
@@ -26,7 +57,7 @@ class Attempt:
     """One request that carries an Idempotency-Key."""
 
     key: str
-    caller: str  # "user:<id>" for bearer calls, "addr:<client address>" otherwise
+    caller: str  # "user:<id>" for bearer calls, "refresh:<HMAC>" for a refresh, "addr:<client address>" otherwise
     method: str
     path: str
     body_hash: str

@@ -16,6 +16,7 @@ from gatehouse.realtime.bus import publish
 from gatehouse.security.passwords import check_policy
 from gatehouse.services import sessions
 from gatehouse.services.accounts import verify_current_password
+from gatehouse.services.last_admin import is_active_admin, keep_an_admin, lock_active_admins
 from gatehouse.services.runtime import hasher, setting
 
 # Top-level fields taken as given (camelCase name, column); region, currency and preferences have rules.
@@ -162,6 +163,11 @@ def delete_account(caller: sessions.Caller, password: str, *, now: datetime) -> 
     """Soft delete: sign-in and every token are refused from now on; the rows stay until a purge."""
     user = caller.user
     verify_current_password(user, password, now)
+    admin = is_active_admin(user)
+    if admin:
+        lock_active_admins()
     db.session.execute(update(User).where(User.id == user.id, User.deleted_at.is_(None)).values(deleted_at=now))
+    if admin:  # the last admin stays: another must be promoted first
+        keep_an_admin(user.id, "role")
     # revoke_all commits the deletion together with the revocation of every session.
     sessions.revoke_all(user.id, now)

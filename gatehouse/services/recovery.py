@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from gatehouse import outbox
-from gatehouse.errors import InvalidCode
+from gatehouse.errors import InvalidCode, PasswordTooWeak, RateLimited
 from gatehouse.extensions import db
 from gatehouse.models import User
 from gatehouse.params import ForgotPasswordParams, ResetPasswordParams, email_key
@@ -45,15 +45,22 @@ def mail_verification_code(user: User, now: datetime) -> None:
 def forgot_password(params: ForgotPasswordParams, now: datetime) -> None:
     """Mail a reset code when an active account has the address. The caller's answer is the same
     either way, in comparable time: an unknown address does the same code, hash and encryption
-    work, and both wait out FORGOT_PASSWORD_FLOOR_SECONDS."""
+    work, and both wait out FORGOT_PASSWORD_FLOOR_SECONDS.
+    An account that had CODE_MAILS_PER_HOUR reset codes within the hour gets no more mail until
+    the hour frees one, and the caller is told nothing of it either."""
     started = time.perf_counter()
     user = _active_user(params.email)
-    if user is None:
-        _decoy_work()
+    sent = False
+    if user is not None:
+        try:
+            mail_code(user, "reset", "reset-password", now)
+            db.session.commit()
+            sent = True
+        except RateLimited:
+            pass
+    if not sent:
         db.session.rollback()
-    else:
-        mail_code(user, "reset", "reset-password", now)
-        db.session.commit()
+        _decoy_work()
     time.sleep(max(0.0, FORGOT_PASSWORD_FLOOR_SECONDS - (time.perf_counter() - started)))
 
 
@@ -67,18 +74,25 @@ def reset_password(params: ResetPasswordParams, now: datetime) -> None:
     """Set a new password with a mailed reset code; every session is revoked and a notice mailed.
 
     A wrong, spent, expired or voided code and an unknown address all give InvalidCode.
+    The code is checked before the new password, so that the password policy (which refuses the
+    account's own username) never tells a caller without the code anything about the account; a
+    right code with a weak password stays usable (the rollback gives its use back).
     """
     user = _active_user(params.email)
-    check_policy(params.new_password, min_length=setting("PASSWORD_MIN_LENGTH"), email=params.email,
-                 username=user.username if user else None)
     if user is None or not codes.redeem(user.id, "reset", params.code, now):
         db.session.rollback()
         raise InvalidCode()
+    try:
+        check_policy(params.new_password, min_length=setting("PASSWORD_MIN_LENGTH"), email=user.email,
+                     username=user.username)
+    except PasswordTooWeak:
+        db.session.rollback()
+        raise
     db.session.execute(
         update(User).where(User.id == user.id)
         .values(password_hash=hasher().hash(params.new_password), password_locked_at=None, updated_at=now)
         .execution_options(synchronize_session=False))
-    throttle.clear(user.email_key, user.username_key)  # a reset ends the backoff and the lockout
+    throttle.clear(user)  # a reset ends the backoff and the lockout
     outbox.enqueue("password-changed", user.email,
                    {"changed_at": now.strftime("%Y-%m-%d %H:%M UTC"), "signed_out_everywhere": True},
                    now=now, user_id=user.id)
@@ -110,7 +124,10 @@ def verify_email(user: User, code: str, now: datetime) -> User:
 
 
 def resend_verification(user: User, now: datetime) -> None:
-    """Mail a fresh verification code (the old one is void); nothing when already verified."""
+    """Mail a fresh verification code (the old one is void); nothing when already verified.
+
+    RateLimited (429 with Retry-After) beyond CODE_MAILS_PER_HOUR codes within the hour.
+    """
     if user.email_verified_at is not None:
         return
     mail_verification_code(user, now)

@@ -70,19 +70,21 @@ def start(user: User, device: DeviceParams | None, *, ip_address: str | None, us
 
 
 def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = None, kind: str | None = None,
-                claims: dict | None = None) -> Caller:
+                claims: dict | None = None, fresh: bool = False) -> Caller:
     """The caller behind a session id: one indexed look-up of the session and its account.
 
     TokenRevoked unless the session exists, is live, belongs to `user_id` and is of `kind` (when
-    given), and its account is active. Every way in (access token, portal cookie, WebSocket
-    ticket) goes through here, so revocation means the same thing everywhere.
+    given), and its account is active; `fresh` re-reads rows this database session loaded before.
+    Every way in (access token, portal cookie, WebSocket ticket) goes through here, so revocation
+    means the same thing everywhere.
     """
     session_id = row_id(session_id) if isinstance(session_id, str) else None
     if session_id is None:
         raise TokenRevoked()
-    found = db.session.execute(
-        select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
-    ).unique().one_or_none()
+    statement = select(Session, User).join(User, User.id == Session.user_id).where(Session.id == session_id)
+    if fresh:  # a long-lived caller (a WebSocket) re-reading rows it loaded before
+        statement = statement.execution_options(populate_existing=True)
+    found = db.session.execute(statement).unique().one_or_none()
     if found is None:
         raise TokenRevoked()
     session, user = found
@@ -99,8 +101,16 @@ def authenticate(access_token: str, now: datetime) -> Caller:
 
 
 def resume(session_id: str | None, now: datetime) -> Caller:
-    """The caller of a portal sign-in, named by the session id its signed cookie holds."""
-    return live_caller(session_id, now, kind="portal")
+    """The caller of a portal sign-in, named by the session id its signed cookie holds.
+
+    Besides its absolute lifetime, a portal session ends after PORTAL_IDLE_SECONDS without a
+    request (lastSeenAt, renewed at most once a minute): it is then revoked, and TokenRevoked.
+    """
+    caller = live_caller(session_id, now, kind="portal")
+    if now - caller.session.last_seen_at > timedelta(seconds=setting("PORTAL_IDLE_SECONDS")):
+        revoke(caller.user.id, [caller.session.id], now)
+        raise TokenRevoked("The session ended after a time without activity; sign in again.")
+    return caller
 
 
 def touch(session: Session, now: datetime) -> None:

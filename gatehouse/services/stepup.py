@@ -116,8 +116,8 @@ def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) ->
     password asked for (its device, address and kind). A recovery code used is mailed and signs
     every other session out."""
     challenge = _take_try(params.mfa_token, user_agent, now)
-    throttle.check(challenge.identifier, now)
     user = db.session.get(User, challenge.user_id)
+    throttle.check(challenge.identifier, now, user)
     try:
         proof = _prove(user.id, params.code, params.credential, "mfa", now) if user.active else None
     except GatehouseError:  # a passkey answer that failed counts like a wrong code
@@ -134,7 +134,7 @@ def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) ->
     if spent is None:  # a concurrent right answer opened the session first
         db.session.rollback()
         raise _dead()
-    throttle.succeeded(challenge.identifier)
+    throttle.succeeded(challenge.identifier, user)
     device = DeviceParams.model_validate(challenge.device) if challenge.device else None
     result = _open_session(user, device, proof, ip_address=challenge.ip_address, user_agent=challenge.user_agent,
                            now=now, kind=challenge.kind)

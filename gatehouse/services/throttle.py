@@ -1,7 +1,8 @@
 """Per-identifier sign-in backoff and lockout (NIST SP 800-63B §5.2.2): the rule and its counters.
 
-Each normalised sign-in identifier (an email key or a username key, whether or not an account has
-it) gets SIGNIN_FREE_FAILURES consecutive failures free; from then on every failure makes the next
+Each account, and each normalised sign-in identifier (an email key or a username key) that no account
+has, gets SIGNIN_FREE_FAILURES consecutive failures free: an account's email and username share one
+count, so naming the account both ways earns no extra failures; from then on every failure makes the next
 attempt wait, SIGNIN_BACKOFF_BASE seconds doubling up to SIGNIN_BACKOFF_MAX; a success resets the
 count; at SIGNIN_LOCKOUT_FAILURES the account's password is locked until a reset clears it.
 Counters are kept in Redis when it is configured (the database stands in while Redis fails), else
@@ -105,19 +106,22 @@ def _counters(operation: str, *args):
         return getattr(_DATABASE, operation)(*args)
 
 
-def _key(identifier: str) -> str:
-    return keyed_hash(hmac_key(), "sign-in:" + identifier)
+def _key(identifier: str, user: User | None = None) -> str:
+    """The counter of an attempt: the account's once the identifier names one, else the identifier's."""
+    subject = f"account:{user.id}" if user is not None else identifier
+    return keyed_hash(hmac_key(), "sign-in:" + subject)
 
 
 def _enabled() -> bool:
     return bool(setting("RATELIMIT_ENABLED"))
 
 
-def check(identifier: str, now: datetime) -> None:
-    """429 rate_limited while this identifier must wait: the password is then not checked at all."""
+def check(identifier: str, now: datetime, user: User | None = None) -> None:
+    """429 rate_limited while this account (or unknown identifier) must wait: the password is then
+    not checked at all."""
     if not _enabled():
         return
-    until = _counters("blocked_until", _key(identifier))
+    until = _counters("blocked_until", _key(identifier, user))
     if until is not None and until > now:
         raise RateLimited("Too many failed sign-in attempts for this account; try again later.",
                           retry_after=math.ceil((until - now).total_seconds()))
@@ -130,7 +134,7 @@ def failed(identifier: str, now: datetime, user: User | None = None) -> None:
     """
     if not _enabled():
         return
-    key = _key(identifier)
+    key = _key(identifier, user)
     failures = _counters("add_failure", key, now)
     wait = wait_after(failures)
     if wait:
@@ -141,20 +145,18 @@ def failed(identifier: str, now: datetime, user: User | None = None) -> None:
     db.session.commit()
 
 
-def succeeded(identifier: str) -> None:
+def succeeded(identifier: str, user: User | None = None) -> None:
     """A correct password resets the count (in the caller's transaction when kept in the database)."""
     if _enabled():
-        _counters("forget", [_key(identifier)])
+        _counters("forget", [_key(identifier, user)])
 
 
-def clear(*identifiers: str) -> None:
-    """Forget the failures of these identifiers, whatever RATELIMIT_ENABLED says (a password reset).
-
-    In the caller's transaction when the counters are kept in the database.
-    """
-    keys = [_key(identifier) for identifier in identifiers if identifier]
-    if keys:
-        _counters("forget", keys)
+def clear(user: User) -> None:
+    """Forget the account's failures (and any its email or username gathered before it existed),
+    whatever RATELIMIT_ENABLED says (a password reset). In the caller's transaction when the
+    counters are kept in the database."""
+    keys = [_key("", user)] + [_key(identifier) for identifier in (user.email_key, user.username_key) if identifier]
+    _counters("forget", keys)
 
 
 def unlock(user: User) -> None:
@@ -162,7 +164,7 @@ def unlock(user: User) -> None:
 
     The caller commits.
     """
-    clear(user.email_key, user.username_key)
+    clear(user)
     user.password_locked_at = None
 
 

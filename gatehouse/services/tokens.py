@@ -16,7 +16,9 @@ from gatehouse.models.types import new_id
 from gatehouse.security.tokens import new_refresh_token, sha256_hex
 from gatehouse.services.runtime import setting
 
-REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "type")
+REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "type", "iss", "aud")
+# RFC 9068 §2.1 / RFC 8725 §3.11: access tokens are explicitly typed, so no other JWT passes for one.
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ def access_token(user: User, session: Session, now: datetime) -> tuple[str, date
     signing = setting("JWT_SIGNING_KEY")
     token = create_access_token(
         identity=user.id,
-        additional_headers={"kid": signing.kid} if signing is not None else None,
+        additional_headers={"typ": "at+jwt", **({"kid": signing.kid} if signing is not None else {})},
         additional_claims={
             "sid": session.id, "jti": new_id(), "iat": now, "exp": expires_at,
             "role": user.role, "region": user.region, "currency": user.currency,
@@ -63,13 +65,16 @@ def decode_access(token: str) -> dict:
     signing = config["JWT_SIGNING_KEY"]
     key = signing.public_key if signing is not None else config["JWT_SECRET_KEY"]
     try:
-        claims = pyjwt.decode(token, key, algorithms=config["JWT_DECODE_ALGORITHMS"],
-                              options={"require": list(REQUIRED_CLAIMS)})
+        decoded = pyjwt.decode_complete(token, key, algorithms=config["JWT_DECODE_ALGORITHMS"],
+                                        issuer=config["TOKEN_ISSUER"], audience=config["JWT_AUDIENCE"],
+                                        options={"require": list(REQUIRED_CLAIMS)})
     except pyjwt.ExpiredSignatureError:
         raise TokenExpired() from None
-    except pyjwt.InvalidTokenError:  # bad signature, alg none, malformed, missing claims
+    except pyjwt.InvalidTokenError:  # bad signature, alg none, malformed, missing claims, iss, aud
         raise TokenInvalid() from None
-    if claims.get("type") != "access":
+    claims = decoded["payload"]
+    typ = decoded["header"].get("typ")
+    if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES or claims.get("type") != "access":
         raise TokenInvalid()
     return claims
 

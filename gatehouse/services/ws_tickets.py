@@ -23,11 +23,17 @@ def issue(caller: Caller, now: datetime) -> tuple[str, datetime]:
     return ticket, expires_at
 
 
-def redeem(ticket: str, now: datetime) -> Caller:
-    """Spend a ticket in one atomic statement (two concurrent uses: one wins), then check its session."""
+def redeem(ticket: str, now: datetime, *, session_id: str | None = None) -> Caller:
+    """Spend a ticket in one atomic statement (two concurrent uses: one wins), then check its session.
+
+    With `session_id` (the session of another credential the request carries), only a ticket of
+    that very session is spent: a ticket is bound to the session it was issued for.
+    """
+    bound = [WsTicket.session_id == session_id] if session_id is not None else []
     session_id = db.session.execute(
         update(WsTicket)
-        .where(WsTicket.ticket_hash == sha256_hex(ticket), WsTicket.used_at.is_(None), WsTicket.expires_at > now)
+        .where(WsTicket.ticket_hash == sha256_hex(ticket), WsTicket.used_at.is_(None), WsTicket.expires_at > now,
+               *bound)
         .values(used_at=now)
         .returning(WsTicket.session_id)
     ).scalar_one_or_none()

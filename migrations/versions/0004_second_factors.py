@@ -1,7 +1,7 @@
 """second factors: TOTP, recovery codes, passkeys, WebAuthn and sign-in challenges; session amr, aal, auth_time
 
 Revision ID: 0004
-Revises: 0006
+Revises: 0003
 Create Date: 2026-12-01
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0004'
-down_revision = '0006'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
