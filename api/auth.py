@@ -5,7 +5,7 @@ from flask import g, request
 
 from gatehouse.clock import now
 from gatehouse.errors import TokenInvalid
-from gatehouse.services import sessions
+from gatehouse.services import sessions, stepup
 
 
 def bearer_token() -> str:
@@ -22,3 +22,7 @@ def authenticate() -> sessions.Caller:
 
 def caller() -> sessions.Caller:
     return g.auth
+
+
+def require_fresh() -> None:
+    stepup.require_fresh(g.auth, now())

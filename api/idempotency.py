@@ -25,7 +25,9 @@ MAX_KEY_LENGTH = 255
 CALLER_LENGTH = 80  # idempotency_keys.caller
 KEPT_HEADERS = ("Content-Type", "Location", "ETag", "Last-Modified")
 # Top-level response fields that hold credentials: such a response is sealed and replayed briefly.
-SECRET_FIELDS = ("tokens", "ticket")
+# mfaToken comes in the mfa_required problem; secret (with otpauthUri and qrSvg) and recoveryCodes
+# are a second factor's own secrets.
+SECRET_FIELDS = ("tokens", "ticket", "mfaToken", "secret", "recoveryCodes")
 
 
 def _caller(body: bytes) -> str:
@@ -66,7 +68,7 @@ def _answer(run: Callable[[], Response]) -> Response:
 
 def _secret_owner(response: Response) -> tuple[str | None, str | None] | None:
     """(session id, user id) behind a response that carries credentials; None for any other response."""
-    if response.mimetype != "application/json":
+    if response.mimetype not in ("application/json", "application/problem+json"):
         return None
     try:
         data = json.loads(response.get_data())

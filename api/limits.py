@@ -25,7 +25,8 @@ from gatehouse.extensions import limiter
 from gatehouse.web import error_response
 
 AUTH_LIMIT = "10 per minute"
-AUTH_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password"})
+AUTH_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password",
+                        "/auth/mfa/verify", "/auth/passkey/login"})
 AUTH_FORMS = frozenset({"/login", "/register", "/forgot-password", "/reset-password"})
 SIGN_IN_PATHS = frozenset({"/auth/login", "/login"})
 

@@ -23,6 +23,21 @@ PROBLEM = {
             "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
     },
 }
+# Problems with RFC 9457 extension members, and the operations (rule, method, status) that answer them.
+MFA_REQUIRED = {
+    "allOf": [{"$ref": "#/components/schemas/Problem"}, {
+        "type": "object",
+        "description": "code mfa_required: the password was right; finish at /auth/mfa/verify.",
+        "required": ["mfaToken", "methods", "expiresAt"],
+        "properties": {
+            "mfaToken": {"type": "string", "description": "Opaque, single-use, 5 minutes."},
+            "methods": {"type": "array", "items": {"enum": ["totp", "recovery_code", "passkey"]}},
+            "expiresAt": {"type": "string", "format": "date-time"},
+        }}],
+}
+EXTENDED_PROBLEMS = {("/auth/login", "POST", 401): "MfaRequiredProblem"}
+FRESH = ("Needs a fresh sign-in: auth_time at most REAUTH_MAX_AGE seconds old and, for an account with a "
+         "second factor, aal 2; otherwise 401 reauthentication_required (POST /auth/reauthenticate).")
 ERROR_TEXT = {
     400: "Malformed request", 401: "Missing, invalid, expired or revoked credentials", 403: "Forbidden",
     404: "Not found", 409: "Conflict", 412: "Precondition failed", 413: "Body over 64 KiB",
@@ -66,9 +81,12 @@ def _query_value(prop: dict) -> dict:
     return prop
 
 
-def _problem(status: int) -> dict:
+def _problem(status: int, extended: str | None = None) -> dict:
     entry = {"description": ERROR_TEXT.get(status, "Error")}
-    entry["content"] = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    schema = {"$ref": "#/components/schemas/Problem"}
+    if extended:  # a problem with RFC 9457 extension members, besides the plain one
+        schema = {"oneOf": [schema, {"$ref": f"#/components/schemas/{extended}"}]}
+    entry["content"] = {"application/problem+json": {"schema": schema}}
     if status in (429, 503):
         entry["headers"] = RETRY_AFTER
     return entry
@@ -84,6 +102,7 @@ def document() -> dict:
     keys, definitions = models_json_schema(list(dict.fromkeys(models)), ref_template=REF, by_alias=True)
     schemas = dict(definitions.get("$defs", {}))
     schemas["Problem"] = PROBLEM
+    schemas["MfaRequiredProblem"] = MFA_REQUIRED
 
     paths: dict[str, dict] = {}
     for op in OPERATIONS:
@@ -100,7 +119,7 @@ def document() -> dict:
         if op.auth:
             statuses.add(401)
         for status in sorted(statuses):
-            responses.setdefault(str(status), _problem(status))
+            responses.setdefault(str(status), _problem(status, EXTENDED_PROBLEMS.get((op.rule, op.method, status))))
         operation = {
             "operationId": op.endpoint.split(".", 1)[1],
             "summary": op.summary,
@@ -109,6 +128,8 @@ def document() -> dict:
                            for name in re.findall(r"{([^}]+)}", path)],
             "responses": responses,
         }
+        if op.fresh:
+            operation["description"] = FRESH
         operation["parameters"] += _query_parameters(op.query)
         operation["parameters"] += [{"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
                                     for name in op.headers]

@@ -22,6 +22,7 @@ def problem_body(err: GatehouseError) -> dict:
     }
     if err.errors:
         body["errors"] = err.errors
+    body.update(err.extensions)
     return body
 
 

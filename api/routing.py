@@ -31,6 +31,7 @@ class Operation:
     query: type[Params] | None = None
     extra_errors: tuple[int, ...] = field(default=())
     headers: tuple[str, ...] = field(default=())  # request headers the operation reads (documented)
+    fresh: bool = False
 
 
 OPERATIONS: list[Operation] = []
@@ -46,19 +47,22 @@ def reply(model: BaseModel | None, status: int = 200, headers: dict | None = Non
 
 def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: dict,
              body: type[Params] | None = None, query: type[Params] | None = None, auth: bool = False,
-             errors: tuple[int, ...] = (), headers: tuple[str, ...] = ()) -> Callable:
+             errors: tuple[int, ...] = (), headers: tuple[str, ...] = (), fresh: bool = False) -> Callable:
     """Declare a JSON endpoint. The view gets `params` (the parsed body) when `body` is given,
     and `query` (the parsed query string, unknown parameters refused) when `query` is given;
-    with `auth`, `g.auth` holds the caller (see api.auth). Writes honour Idempotency-Key
+    with `auth`, `g.auth` holds the caller (see api.auth); `fresh` (implies `auth`) also needs a recent
+    sign-in at the account's level (gatehouse.services.stepup). Writes honour Idempotency-Key
     (api.idempotency); rules listed in api.limits get their rate limits."""
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def handler(**kwargs):
             if auth:
-                from api.auth import authenticate  # api.auth needs the services, which need the app
+                from api.auth import authenticate, require_fresh  # api.auth needs the services, which need the app
 
                 g.auth = authenticate()
+                if fresh:
+                    require_fresh()
 
             def run():
                 if query is not None:
@@ -75,7 +79,7 @@ def endpoint(bp: Blueprint, rule: str, method: str, *, summary: str, responses: 
         bp.add_url_rule(rule, view.__name__, limited(rule, handler), methods=[method])
         OPERATIONS.append(Operation(rule=rule, method=method, endpoint=f"{bp.name}.{view.__name__}",
                                     summary=summary, body=body, query=query, responses=responses, auth=auth,
-                                    tag=bp.name, extra_errors=errors, headers=headers))
+                                    tag=bp.name, extra_errors=errors, headers=headers, fresh=fresh))
         return handler
 
     return decorator

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from gatehouse import preferences
@@ -202,3 +202,84 @@ class AdminUserResult(Out):
 class AdminUsersResult(Out):
     users: list[AdminUserOut]
     next_cursor: str | None
+
+
+# ---- second factors and passkeys ---------------------------------------------------------------
+
+class TotpOut(Out):
+    created_at: Timestamp
+
+
+class PasskeyOut(Out):
+    id: str
+    name: str
+    created_at: Timestamp
+    last_used_at: Timestamp | None
+
+    @classmethod
+    def of(cls, passkey) -> PasskeyOut:
+        return cls.model_construct(id=passkey.id, name=passkey.name, created_at=passkey.created_at,
+                                   last_used_at=passkey.last_used_at)
+
+
+class MfaResult(Out):
+    totp: TotpOut | None
+    passkeys: list[PasskeyOut]
+    recovery_codes_left: int
+
+
+class TotpEnrolment(Out):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+    expires_at: Timestamp
+
+
+class RecoveryCodesResult(Out):
+    recovery_codes: list[str] | None
+
+
+class PasskeyResult(Out):
+    passkey: PasskeyOut
+
+
+_B64 = {"type": "string", "description": "base64url"}
+_DESCRIPTORS = {"type": "array", "items": {"type": "object", "required": ["id", "type"], "properties": {
+    "id": _B64, "type": {"const": "public-key"}, "transports": {"type": "array", "items": {"type": "string"}}}}}
+CREATION_OPTIONS = WithJsonSchema({
+    "title": "PublicKeyCredentialCreationOptionsJSON", "type": "object",
+    "description": "WebAuthn Level 3 creation options in their JSON form (binary members base64url).",
+    "required": ["rp", "user", "challenge", "pubKeyCredParams"],
+    "properties": {
+        "rp": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}},
+        "user": {"type": "object", "properties": {"id": _B64, "name": {"type": "string"},
+                                                  "displayName": {"type": "string"}}},
+        "challenge": _B64,
+        "pubKeyCredParams": {"type": "array", "items": {"type": "object", "properties": {
+            "type": {"const": "public-key"}, "alg": {"type": "integer"}}}},
+        "timeout": {"type": "integer"},
+        "excludeCredentials": _DESCRIPTORS,
+        "authenticatorSelection": {"type": "object", "properties": {
+            "residentKey": {"const": "required"}, "requireResidentKey": {"type": "boolean"},
+            "userVerification": {"const": "preferred"}}},
+        "attestation": {"const": "none"},
+    }})
+REQUEST_OPTIONS = WithJsonSchema({
+    "title": "PublicKeyCredentialRequestOptionsJSON", "type": "object",
+    "description": "WebAuthn Level 3 request options in their JSON form; allowCredentials is empty for a "
+                   "discoverable (passwordless) sign-in.",
+    "required": ["challenge"],
+    "properties": {"challenge": _B64, "timeout": {"type": "integer"}, "rpId": {"type": "string"},
+                   "allowCredentials": _DESCRIPTORS, "userVerification": {"const": "preferred"}}})
+
+
+class CreationOptionsResult(Out):
+    options: Annotated[dict, CREATION_OPTIONS]
+
+
+class RequestOptionsResult(Out):
+    options: Annotated[dict, REQUEST_OPTIONS]
+
+
+class PasswordlessOptionsResult(RequestOptionsResult):
+    challenge_id: str

@@ -52,7 +52,8 @@ def patch_me(params: ProfilePatch):
     return user_reply(profile.update_profile(caller().user.id, params, expected_version=version, now=now()))
 
 
-@endpoint(bp, "/users/me/password", "POST", body=PasswordChangeParams, auth=True, responses={200: UserResult},
+@endpoint(bp, "/users/me/password", "POST", body=PasswordChangeParams, auth=True, fresh=True,
+          responses={200: UserResult},
           summary="Change the password; every other session is revoked")
 def change_password(params: PasswordChangeParams):
     who = caller()
@@ -60,7 +61,7 @@ def change_password(params: PasswordChangeParams):
     return reply(UserResult.model_construct(user=UserOut.of(who.user)))
 
 
-@endpoint(bp, "/users/me", "DELETE", body=DeleteAccountParams, auth=True, responses={204: None},
+@endpoint(bp, "/users/me", "DELETE", body=DeleteAccountParams, auth=True, fresh=True, responses={204: None},
           summary="Delete the caller's account (soft delete); every session is revoked")
 def delete_me(params: DeleteAccountParams):
     profile.delete_account(caller(), params.password, now=now())

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from gatehouse.instance import owner_only, prepare_sqlite, private_directory
 
@@ -17,6 +18,8 @@ ARGON2_FLOOR = {"ARGON2_MEMORY_KIB": 19456, "ARGON2_TIME_COST": 2, "ARGON2_PARAL
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_ISSUER = "gatehouse"
+# Where passkeys live when PUBLIC_URL is unset (CONTRACT §9).
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 
 
 class ConfigError(Exception):
@@ -83,6 +86,9 @@ SETTINGS = (
     Setting("PORTAL_IDLE_SECONDS", "43200", "positive_int"),
     Setting("METRICS_TOKEN", None),
     Setting("LOG_LEVEL", "INFO"),
+    Setting("WEBAUTHN_RP_ID", None),
+    Setting("WEBAUTHN_ORIGINS", None),
+    Setting("REAUTH_MAX_AGE", "600", "positive_int"),
 )
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -155,6 +161,37 @@ def _signing_key(pem: str | None):
         raise ConfigError(f"JWT_PRIVATE_KEY is unusable: {exc}") from None
 
 
+def _origin(url: str, name: str) -> tuple[str, str]:
+    """(origin, host) of an absolute http(s) URL; ConfigError naming `name` otherwise."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name} must hold absolute http(s) URLs (got {url!r})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must hold absolute http(s) URLs (got {url!r})")
+    host = parts.hostname.lower()
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}", host
+
+
+def webauthn_party(values: dict, production: bool) -> tuple[str, list[str]]:
+    """The relying-party id and allowed origins of passkeys (WEBAUTHN_RP_ID, WEBAUTHN_ORIGINS, else
+    from PUBLIC_URL). Every origin's host must be the RP id or below it (WebAuthn §5.1.4), else no
+    passkey could ever work; in production every origin must also be https (browsers allow passkeys
+    on plain http for loopback only)."""
+    public_origin, public_host = _origin(values["PUBLIC_URL"] or DEFAULT_PUBLIC_URL, "PUBLIC_URL")
+    rp_id = (values["WEBAUTHN_RP_ID"] or public_host).strip().lower()
+    raw = [o for o in (values["WEBAUTHN_ORIGINS"] or "").split(",") if o.strip()]
+    origins = [_origin(o, "WEBAUTHN_ORIGINS") for o in raw] or [(public_origin, public_host)]
+    for origin, host in origins:
+        if host != rp_id and not host.endswith("." + rp_id):
+            raise ConfigError(f"WEBAUTHN_ORIGINS: {origin} is not on the relying party id {rp_id!r} "
+                              "(WEBAUTHN_RP_ID must be the origin's host or a parent domain of it)")
+        if production and not origin.startswith("https://") and host not in LOOPBACK_HOSTS:
+            raise ConfigError(f"WEBAUTHN_ORIGINS: {origin} must be https when APP_ENV=production")
+    return rp_id, [origin for origin, _ in origins]
+
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "[::1]"})
 
 
@@ -220,6 +257,7 @@ def load_config(environ: Mapping[str, str], instance_path: Path) -> dict:
     values["TOKEN_ISSUER"] = public_url or DEFAULT_ISSUER
     if not values["JWT_AUDIENCE"]:
         raise ConfigError("JWT_AUDIENCE must not be empty")
+    values["WEBAUTHN_RP_ID"], values["WEBAUTHN_ORIGINS"] = webauthn_party(values, production)
     if values["HASH_CONCURRENCY"] is None:
         workers = values["WEB_CONCURRENCY"] or 1
         values["HASH_CONCURRENCY"] = max(1, (os.cpu_count() or 1) // workers)

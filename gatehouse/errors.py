@@ -11,12 +11,14 @@ class GatehouseError(Exception):
     detail = N_("The request could not be completed.")
 
     def __init__(self, detail: str | None = None, *, errors: list[dict] | None = None,
-                 retry_after: int | None = None):
+                 retry_after: int | None = None, extensions: dict | None = None):
         super().__init__(detail or self.detail)
         if detail:
             self.detail = detail
         self.errors = errors or []
         self.retry_after = retry_after
+        # RFC 9457 extension members, e.g. mfa_required's mfaToken, methods and expiresAt.
+        self.extensions = extensions or {}
 
 
 def _error(name: str, code: str, status: int, title: str, detail: str) -> type[GatehouseError]:
@@ -57,6 +59,17 @@ PasswordTooWeak = _error("PasswordTooWeak", "password_too_weak", 422, N_("Passwo
                          N_("Choose a longer or less common password."))
 ServiceUnavailable = _error("ServiceUnavailable", "service_unavailable", 503, N_("Service unavailable"),
                             N_("The service is busy; try again shortly."))
+MfaRequired = _error("MfaRequired", "mfa_required", 401, N_("Second factor required"),
+                     N_("The password is right; finish signing in with a second factor at /auth/mfa/verify."))
+ReauthenticationRequired = _error("ReauthenticationRequired", "reauthentication_required", 401,
+                                  N_("Reauthentication required"),
+                                  N_("Confirm who you are again (POST /auth/reauthenticate) before this change."))
+InvalidMfaCode = _error("InvalidMfaCode", "invalid_mfa_code", 400, N_("Invalid code"),
+                        N_("The code is wrong, already used or expired."))
+FactorExists = _error("FactorExists", "factor_exists", 409, N_("Factor exists"),
+                      N_("This second factor is already set up."))
+WebauthnFailed = _error("WebauthnFailed", "webauthn_failed", 400, N_("Passkey not accepted"),
+                        N_("The passkey response could not be verified."))
 UriTooLong = _error("UriTooLong", "bad_request", 414, N_("URI too long"),
                     N_("The request path is longer than 2048 characters."))
 MethodNotAllowed = _error("MethodNotAllowed", "method_not_allowed", 405, N_("Method not allowed"),

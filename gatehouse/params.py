@@ -315,7 +315,7 @@ class LoginParams(Params):
 
 
 class RefreshParams(Params):
-    refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+    refresh_token: Annotated[str, Field(min_length=1, max_length=4096)]
 
 
 class LogoutParams(Params):
@@ -499,3 +499,97 @@ class AdminUserPatch(Params):
 
     def given(self, name: str) -> bool:
         return name in self.model_fields_set
+
+
+# ---- second factors and passkeys (CONTRACT §9) -------------------------------------------------
+# WebAuthn Level 3 JSON forms: binary members are base64url strings.
+
+Base64Url = Annotated[str, Field(min_length=1, max_length=16384, pattern=r"^[A-Za-z0-9_-]+={0,2}$")]
+# A TOTP code (6 digits) or a recovery code (xxxxx-xxxxx, case and hyphen free).
+SecondFactorCode = Annotated[str, Field(min_length=6, max_length=32)]
+MfaToken = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class AttestationResponseJSON(Params):
+    client_data_json: Base64Url = Field(alias="clientDataJSON")
+    attestation_object: Base64Url
+    authenticator_data: Base64Url | None = None
+    transports: list[Annotated[str, Field(max_length=32)]] | None = Field(default=None, max_length=10)
+    public_key_algorithm: Annotated[int, Field(ge=-65536, le=65535)] | None = None  # a COSE algorithm
+    public_key: Base64Url | None = None
+
+
+class AssertionResponseJSON(Params):
+    client_data_json: Base64Url = Field(alias="clientDataJSON")
+    authenticator_data: Base64Url
+    signature: Base64Url
+    user_handle: Base64Url | None = None
+
+
+class _PublicKeyCredentialJSON(Params):
+    id: Base64Url
+    raw_id: Base64Url
+    authenticator_attachment: Literal["platform", "cross-platform"] | None = None
+    client_extension_results: dict = Field(default_factory=dict)
+    type: Literal["public-key"]
+
+    def as_json(self) -> dict:
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
+class RegistrationResponseJSON(_PublicKeyCredentialJSON):
+    """What navigator.credentials.create() gives, as PublicKeyCredential.toJSON() writes it."""
+
+    response: AttestationResponseJSON
+
+
+class AuthenticationResponseJSON(_PublicKeyCredentialJSON):
+    """What navigator.credentials.get() gives, as PublicKeyCredential.toJSON() writes it."""
+
+    response: AssertionResponseJSON
+
+
+class TotpConfirmParams(Params):
+    code: Code
+
+
+class PasskeyParams(Params):
+    credential: RegistrationResponseJSON
+    name: ShortText | None = None
+
+
+def _one_proof(params) -> None:
+    if params.code is not None and params.credential is not None:
+        raise ValidationFailed("Give either code or credential, not both.",
+                               errors=[{"field": "code", "message": "give either code or credential, not both"}])
+
+
+class MfaVerifyParams(Params):
+    mfa_token: MfaToken
+    code: SecondFactorCode | None = None
+    credential: AuthenticationResponseJSON | None = None
+
+    def model_post_init(self, _context) -> None:
+        _one_proof(self)
+        if self.code is None and self.credential is None:
+            raise ValidationFailed("Give a code or a passkey credential.",
+                                   errors=[{"field": "code", "message": "give a code or a credential"}])
+
+
+class MfaTokenParams(Params):
+    mfa_token: MfaToken
+
+
+class PasskeyLoginParams(Params):
+    challenge_id: Annotated[str, Field(min_length=1, max_length=64)]
+    credential: AuthenticationResponseJSON
+    device: DeviceParams | None = None
+
+
+class ReauthenticateParams(Params):
+    password: Password
+    code: SecondFactorCode | None = None
+    credential: AuthenticationResponseJSON | None = None
+
+    def model_post_init(self, _context) -> None:
+        _one_proof(self)

@@ -5,12 +5,13 @@ from flask import flash, redirect, session, url_for
 from flask_babel import gettext
 
 from gatehouse.clock import now
-from gatehouse.errors import GatehouseError
+from gatehouse.errors import GatehouseError, MfaRequired
 from gatehouse.params import (ForgotPasswordParams, LoginParams, RegisterParams, ResetPasswordParams,
                               VerifyEmailParams, parse)
 from gatehouse.services import accounts, recovery
 from portal import bp, signin
 from portal.forms import ForgotPasswordForm, LoginForm, RegisterForm, ResetPasswordForm, VerifyEmailForm
+from portal.mfa_pages import await_second_step
 from portal.pages import entered, form_post, given, page, refused
 from portal.signin import caller, guests_only, signed_in_only
 
@@ -37,6 +38,8 @@ def login_submit():
     body = given(password=form.password.data, **{"email" if "@" in identifier else "username": identifier})
     try:
         result = accounts.login(parse(LoginParams, body), now=now(), kind="portal", **signin.client())
+    except MfaRequired as err:
+        return await_second_step(err)
     except GatehouseError as err:
         return refused("login.html", form, err)
     signin.start(result)

@@ -110,3 +110,40 @@ class PasswordChangeForm(FlaskForm):
 class DeleteAccountForm(FlaskForm):
     code_fields = {"invalid_credentials": "password"}
     password = _password(_l("Password"), "current-password")
+    password = _password("Password", "current-password")
+
+
+# ---- two-step verification and passkeys --------------------------------------------------------
+# `credential` holds the WebAuthn JSON the passkey script (static/passkeys.js) writes before submitting.
+
+def _second_factor_code(label: str = "Code from your authenticator app, or a recovery code") -> StringField:
+    return _text(label, "one-time-code", spellcheck="false", autocapitalize="none", maxlength="32")
+
+
+class TotpConfirmForm(FlaskForm):
+    code_fields = {"invalid_mfa_code": "code"}
+    code = _text("6-digit code from the app", "one-time-code", inputmode="numeric", maxlength="6", spellcheck="false")
+
+
+class SecondStepForm(FlaskForm):
+    code_fields = {"invalid_mfa_code": "code", "webauthn_failed": "code"}
+    code = _second_factor_code()
+    credential = HiddenField()
+
+
+class ReauthenticateForm(FlaskForm):
+    code_fields = {"invalid_credentials": "password", "invalid_mfa_code": "code", "webauthn_failed": "code"}
+    password = _password("Password", "current-password")
+    code = _second_factor_code()
+    credential = HiddenField()
+
+
+class PasskeyForm(FlaskForm):
+    code_fields = {"webauthn_failed": "name", "factor_exists": "name"}
+    name = _text("Passkey name", "off", maxlength="100", placeholder="e.g. Work laptop")
+    credential = HiddenField()
+
+
+class PasskeyLoginForm(FlaskForm):
+    challenge_id = HiddenField()
+    credential = HiddenField()

@@ -1,4 +1,5 @@
-"""/account/security: password change, sessions and devices (each with its own revoke form), account deletion."""
+"""/account/security: two-step verification, password change, sessions and devices (each with its own revoke
+form), account deletion."""
 from __future__ import annotations
 
 from flask import flash, redirect, url_for
@@ -8,9 +9,10 @@ from gatehouse.clock import now
 from gatehouse.i18n import N_
 from gatehouse.errors import GatehouseError, NotFound
 from gatehouse.params import DeleteAccountParams, PasswordChangeParams, parse
-from gatehouse.services import devices, profile, sessions
+from gatehouse.services import devices, factors, profile, sessions
 from portal import bp, signin
-from portal.forms import DeleteAccountForm, PasswordChangeForm
+from portal.forms import DeleteAccountForm, PasskeyForm, PasswordChangeForm
+from portal.mfa_pages import fresh_only
 from portal.pages import form_post, given, page, refuse, status_of
 from portal.signin import caller, signed_in_only
 
@@ -20,7 +22,8 @@ def security_page(status: int = 200, **forms):
     who = caller()
     return page("security.html", status,
                 sessions=sessions.live_of_user(who.user.id, now()), current_id=who.session.id,
-                devices=devices.of_user(who.user.id),
+                devices=devices.of_user(who.user.id), mfa=factors.summary(who.user.id),
+                passkey_form=forms.get("passkey_form") or PasskeyForm(),
                 password_form=forms.get("password_form") or PasswordChangeForm(),
                 delete_form=forms.get("delete_form") or DeleteAccountForm())
 
@@ -40,6 +43,7 @@ def security():
 
 @form_post("/account/security/password")
 @signed_in_only
+@fresh_only
 def change_password():
     form = PasswordChangeForm()
     body = given(currentPassword=form.current_password.data, newPassword=form.new_password.data)
@@ -79,6 +83,7 @@ def forget_device(device_id: str):
 
 @form_post("/account/security/delete")
 @signed_in_only
+@fresh_only
 def delete_account():
     form = DeleteAccountForm()
     try:

@@ -19,8 +19,9 @@ REDIS_BIN = redis_bin()
 POSTGRES_LEG = PG_BIN is not None and REDIS_BIN is not None
 LEGS = ["sqlite", "postgres"] if POSTGRES_LEG else ["sqlite"]
 
-TABLES = ["refresh_tokens", "sessions", "devices", "one_time_codes", "ai_usage", "outbox", "idempotency_keys",
-          "user_settings", "subscriptions", "sign_in_failures", "presence_connections", "rate_limit_windows", "users"]
+TABLES = ["mfa_challenges", "webauthn_challenges", "passkeys", "recovery_codes", "mfa_totp", "refresh_tokens",
+          "sessions", "devices", "one_time_codes", "ai_usage", "outbox", "idempotency_keys", "user_settings",
+          "subscriptions", "sign_in_failures", "presence_connections", "rate_limit_windows", "users"]
 
 BASE_CONFIG = {
     "APP_ENV": "test",
@@ -210,3 +211,12 @@ def events(app):
         unsubscribe = bus().subscribe(lambda user_id, event, data: seen.append((user_id, event, data)))
     yield seen
     unsubscribe()
+
+
+@pytest.fixture
+def clock(request):
+    """Time stands still at the test module's T0 until the test moves it (move_to, shift)."""
+    import time_machine
+
+    with time_machine.travel(request.module.T0, tick=False) as traveller:
+        yield traveller

@@ -40,11 +40,12 @@ class _Client(Client):
 class Gatehouse:
     """gunicorn serving wsgi:app on a free loopback port, with the test's settings as its environment."""
 
-    def __init__(self, config: dict, log: Path, processes: int = 1):
+    def __init__(self, config: dict, log: Path, processes: int = 1, public_host: str = "127.0.0.1"):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {"PATH": os.environ.get("PATH", ""), **config, "HOST": "127.0.0.1", "PORT": str(self.port),
-               "WEB_CONCURRENCY": str(processes)}
+        # Browsers take no IP address as a passkey's relying-party id: passkey tests browse at localhost.
+        self.url = f"http://{public_host}:{self.port}"
+        env = {"PATH": os.environ.get("PATH", ""), "PUBLIC_URL": self.url, **config, "HOST": "127.0.0.1",
+               "PORT": str(self.port), "WEB_CONCURRENCY": str(processes)}
         self.log = open(log, "w")
         self.process = subprocess.Popen([str(GUNICORN), "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -167,8 +168,9 @@ def serve(make_config, tmp_path):
     Its log is gunicorn-<n>.log in the test's temporary directory."""
     started = []
 
-    def start(processes: int = 1, **overrides) -> Gatehouse:
-        server = Gatehouse(make_config(**overrides), tmp_path / f"gunicorn-{len(started)}.log", processes)
+    def start(processes: int = 1, public_host: str = "127.0.0.1", **overrides) -> Gatehouse:
+        server = Gatehouse(make_config(**overrides), tmp_path / f"gunicorn-{len(started)}.log", processes,
+                           public_host)
         started.append(server)
         return server
 

@@ -88,3 +88,30 @@ def test_production_without_secret_key_exits_with_one_line():
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["gatehouse: configuration error: SECRET_KEY must be set when APP_ENV=production"]
+
+
+PROD = {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "MAIL_SERVER": "smtp.example.com"}
+
+
+def test_passkeys_default_to_the_public_url(tmp_path):
+    config = load_config({}, tmp_path)
+    assert (config["WEBAUTHN_RP_ID"], config["WEBAUTHN_ORIGINS"]) == ("127.0.0.1", ["http://127.0.0.1:8000"])
+    config = load_config({"PUBLIC_URL": "https://Auth.Example.com/"}, tmp_path)
+    assert (config["WEBAUTHN_RP_ID"], config["WEBAUTHN_ORIGINS"]) == ("auth.example.com", ["https://auth.example.com"])
+    config = load_config({**PROD, "PUBLIC_URL": "https://auth.example.com", "WEBAUTHN_RP_ID": "example.com",
+                          "WEBAUTHN_ORIGINS": "https://auth.example.com, https://example.com"}, tmp_path)
+    assert config["WEBAUTHN_ORIGINS"] == ["https://auth.example.com", "https://example.com"]
+    assert load_config({}, tmp_path)["REAUTH_MAX_AGE"] == 600
+
+
+@pytest.mark.parametrize("environ", [
+    {"WEBAUTHN_RP_ID": "example.com"},  # the default origin 127.0.0.1 is not on it
+    {"PUBLIC_URL": "https://auth.example.com", "WEBAUTHN_ORIGINS": "https://evil.example.org"},
+    {"PUBLIC_URL": "https://auth.example.com", "WEBAUTHN_RP_ID": "other.example.com"},
+    {"WEBAUTHN_ORIGINS": "not a url"},
+    {**PROD, "PUBLIC_URL": "http://auth.example.com"},  # production: https only (loopback aside)
+])
+def test_inconsistent_passkey_settings_refuse_to_start(environ, tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config(environ, tmp_path)
+    assert "WEBAUTHN" in str(info.value) or "PUBLIC_URL" in str(info.value)

@@ -108,3 +108,24 @@ def test_optional_query_parameters_allow_an_empty_value(client):
     parameters = {p["name"]: p for p in document["paths"]["/admin/users"]["get"]["parameters"] if p["in"] == "query"}
     assert parameters["cursor"]["allowEmptyValue"] is True
     assert parameters["cursor"]["schema"] == {"type": "string", "maxLength": 512}
+
+
+def test_second_factors_are_documented_with_the_webauthn_json_shapes(client):
+    document = client.get("/openapi.json").get_json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for path in ("/users/me/mfa", "/users/me/mfa/totp", "/users/me/mfa/totp/confirm", "/users/me/mfa/recovery-codes",
+                 "/users/me/passkeys/options", "/users/me/passkeys", "/users/me/passkeys/{passkey_id}",
+                 "/auth/mfa/verify", "/auth/mfa/passkey-options", "/auth/passkey/options", "/auth/passkey/login",
+                 "/auth/reauthenticate", "/admin/users/{user_id}/mfa"):
+        assert path in paths, path
+    login_401 = paths["/auth/login"]["post"]["responses"]["401"]["content"]["application/problem+json"]["schema"]
+    assert {"$ref": "#/components/schemas/MfaRequiredProblem"} in login_401["oneOf"]
+    assert set(schemas["MfaRequiredProblem"]["allOf"][1]["required"]) == {"mfaToken", "methods", "expiresAt"}
+    assert {"clientDataJSON", "authenticatorData", "signature"} <= set(schemas["AssertionResponseJSON"]["properties"])
+    assert {"clientDataJSON", "attestationObject"} <= set(schemas["AttestationResponseJSON"]["properties"])
+    creation = schemas["CreationOptionsResult"]["properties"]["options"]
+    assert creation["title"] == "PublicKeyCredentialCreationOptionsJSON" and "authenticatorSelection" in creation["properties"]
+    request_options = schemas["PasswordlessOptionsResult"]["properties"]["options"]
+    assert request_options["title"] == "PublicKeyCredentialRequestOptionsJSON"
+    assert "reauthentication_required" in paths["/users/me/mfa/totp"]["post"]["description"]
+    assert "reauthentication_required" in paths["/users/me/password"]["post"]["description"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,14 @@ def server(serve, smtp_sink):
     return serve(**mail_settings(smtp_sink, OUTBOX_INLINE="1")).url
 
 
-@pytest.fixture
-def page(server):
+@contextmanager
+def phone_tab(base_url: str):
+    """A tab of headless Chromium at 375 px on `base_url`; its `refused` lists what the CSP blocked."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=PHONE, base_url=server)
+        context = browser.new_context(viewport=PHONE, base_url=base_url)
         tab = context.new_page()
         tab.refused = []  # what the Content-Security-Policy blocked, as Chromium reports it on the console
 
@@ -51,6 +53,12 @@ def page(server):
             yield tab
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with phone_tab(server) as tab:
+        yield tab
 
 
 def fits_the_phone(page) -> None:
@@ -89,7 +97,7 @@ def test_registration_lands_on_the_code_page_and_then_the_account(page, smtp_sin
     page.wait_for_url("**/login")
     page.get_by_label("Email or username").fill("browser@example.com")
     page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url("**/account")
     cookie = next(c for c in page.context.cookies() if c["name"] == "session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
@@ -101,7 +109,7 @@ def test_every_page_fits_a_375_px_phone(page, smtp_sink, tmp_path):
         page.goto(path)
         fits_the_phone(page)
     page.screenshot(path=tmp_path / "login.png", full_page=True)
-    page.get_by_role("button", name="Sign in").click()  # an empty form: errors in words, still no sideways scroll
+    page.get_by_role("button", name="Sign in", exact=True).click()  # an empty form: errors in words, still no sideways scroll
     assert page.get_by_role("alert").is_visible()
     fits_the_phone(page)
     page.screenshot(path=tmp_path / "login-refused.png", full_page=True)

@@ -11,7 +11,8 @@ from gatehouse.models import Device, Session, Subscription, User, UserSettings
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 TABLES = {"users", "user_settings", "subscriptions", "devices", "sessions", "refresh_tokens", "one_time_codes",
-          "ai_usage", "outbox", "idempotency_keys", "rate_limit_windows", "presence_connections"}
+          "ai_usage", "outbox", "idempotency_keys", "rate_limit_windows", "presence_connections", "mfa_totp",
+          "recovery_codes", "passkeys", "webauthn_challenges", "mfa_challenges"}
 
 
 def test_migrations_build_every_table_and_a_second_upgrade_is_a_no_op(app):

@@ -126,5 +126,8 @@ def test_a_token_stops_working_when_the_account_is_disabled(app, api):
 
 def test_access_tokens_carry_no_claims_beyond_the_contract(api):
     claims = claims_of(api.register()["tokens"]["accessToken"])
-    # flask-jwt-extended's own "fresh" flag and RFC 9068's iss and aud are the only additions; no nbf.
-    assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh", "iss", "aud"}
+    # flask-jwt-extended's own "fresh" flag, RFC 9068's iss and aud, and how the session was signed in
+    # (amr, aal, auth_time) are the only additions; no nbf.
+    assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh", "iss",
+                           "aud", "amr", "aal", "auth_time"}
+    assert (claims["amr"], claims["aal"]) == (["pwd"], 1) and claims["auth_time"] == claims["iat"]

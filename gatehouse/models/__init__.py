@@ -1,4 +1,5 @@
 """Every table of CONTRACT §8, one module per aggregate."""
+from gatehouse.models.mfa import MfaChallenge, MfaTotp, Passkey, RecoveryCode, WebauthnChallenge
 from gatehouse.models.outbox import OutboxMessage
 from gatehouse.models.records import AiUsage, IdempotencyKey, OneTimeCode, SignInFailure
 from gatehouse.models.session import Device, RefreshToken, Session
@@ -7,6 +8,7 @@ from gatehouse.models.user import Subscription, User, UserSettings
 from gatehouse.models.ws_ticket import WsTicket
 
 __all__ = [
-    "AiUsage", "Device", "IdempotencyKey", "OneTimeCode", "OutboxMessage", "PresenceConnection", "RateLimitWindow",
-    "RefreshToken", "Session", "SignInFailure", "Subscription", "User", "UserSettings", "WsTicket",
+    "AiUsage", "Device", "IdempotencyKey", "MfaChallenge", "MfaTotp", "OneTimeCode", "OutboxMessage", "Passkey",
+    "PresenceConnection", "RateLimitWindow", "RecoveryCode", "RefreshToken", "Session", "SignInFailure", "Subscription",
+    "User", "UserSettings", "WebauthnChallenge", "WsTicket",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gatehouse.extensions import db
@@ -39,6 +39,11 @@ class Session(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
+    # How and when the user last proved who they are in this session (RFC 8176 amr, space-separated;
+    # NIST AAL); access tokens carry them, refresh keeps them, /auth/reauthenticate renews them.
+    auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    amr: Mapped[str] = mapped_column(String(64), default="pwd", server_default="pwd")
+    aal: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     device: Mapped[Device | None] = relationship(lazy="joined")
 

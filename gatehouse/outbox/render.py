@@ -23,6 +23,9 @@ SUBJECTS = {
     "verify-email": N_("Confirm your email address for %(product)s"),
     "reset-password": N_("Reset your %(product)s password"),
     "password-changed": N_("Your %(product)s password was changed"),
+    "factor-changed": N_("Two-step verification of your %(product)s account changed"),
+    "recovery-code-used": N_("A %(product)s recovery code was used"),
+    "mfa-reset": N_("Two-step verification of your %(product)s account was reset"),
 }
 
 

@@ -121,10 +121,17 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
         throttle.failed(params.identifier, now, user)
         metrics.signins.labels("locked" if locked else "invalid_credentials").inc()
         raise InvalidCredentials()
-    throttle.succeeded(params.identifier, user)
-    metrics.signins.labels("success").inc()
     if needs_rehash:
         user.password_hash = hasher().hash(params.password)
+    from gatehouse.services.factors import methods_of
+    from gatehouse.services.stepup import require_second_step
+
+    methods = methods_of(user.id)
+    if methods:  # no session yet; the backoff is reset only when the second step succeeds
+        metrics.signins.labels("mfa_required").inc()
+        require_second_step(user, params, methods, ip_address=ip_address, user_agent=user_agent, now=now, kind=kind)
+    throttle.succeeded(params.identifier, user)
+    metrics.signins.labels("success").inc()
     user.last_login_at = now
     session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now,
                              kind=kind)

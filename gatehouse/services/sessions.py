@@ -47,15 +47,24 @@ def upsert_device(user_id: str, params: DeviceParams, now: datetime) -> str:
     return db.session.execute(statement).scalar_one()
 
 
+def stored_address(ip_address: str | None) -> str | None:
+    return (ip_address or "")[:45] or None
+
+
+def stored_user_agent(user_agent: str | None) -> str | None:
+    """Kept for display only: cut to its column, without the NUL PostgreSQL refuses."""
+    return (user_agent or "").replace("\x00", "")[:512] or None
+
+
 def start(user: User, device: DeviceParams | None, *, ip_address: str | None, user_agent: str | None,
-          now: datetime, kind: str = "api") -> Session:
-    """A new session (added, not committed) with an absolute expiry of REFRESH_TOKEN_TTL."""
+          now: datetime, kind: str = "api", amr: tuple[str, ...] = ("pwd",), aal: int = 1) -> Session:
+    """A new session (added, not committed) with an absolute expiry of REFRESH_TOKEN_TTL, signed in
+    now by the methods `amr` (RFC 8176) at assurance level `aal`."""
     device_row = db.session.get(Device, upsert_device(user.id, device, now)) if device is not None else None
     session = Session(id=new_id(), user_id=user.id, device=device_row, kind=kind, created_at=now,
                       last_seen_at=now, expires_at=now + timedelta(seconds=setting("REFRESH_TOKEN_TTL")),
-                      ip_address=(ip_address or "")[:45] or None,
-                      # Kept for display only: cut to its column, without the NUL PostgreSQL refuses.
-                      user_agent=(user_agent or "").replace("\x00", "")[:512] or None)
+                      ip_address=stored_address(ip_address), user_agent=stored_user_agent(user_agent),
+                      auth_time=now, amr=" ".join(amr), aal=aal)
     db.session.add(session)  # written with the rest of the sign-in at its commit
     return session
 

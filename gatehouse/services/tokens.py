@@ -39,6 +39,9 @@ def access_token(user: User, session: Session, now: datetime) -> tuple[str, date
         additional_claims={
             "sid": session.id, "jti": new_id(), "iat": now, "exp": expires_at,
             "role": user.role, "region": user.region, "currency": user.currency,
+            # How the session was signed in; a refresh keeps them, /auth/reauthenticate renews them.
+            "amr": session.amr.split(), "aal": session.aal,
+            "auth_time": int((session.auth_time or session.created_at).timestamp()),
         },
     )
     return token, expires_at
