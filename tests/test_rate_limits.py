@@ -55,8 +55,9 @@ def assert_limited(response) -> None:
     assert response.headers["X-RateLimit-Remaining"] == "0"
 
 
-def test_the_bucket_covers_the_four_sign_in_paths():
-    assert AUTH_PATHS == {"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password"}
+def test_the_bucket_covers_the_sign_in_paths():
+    assert AUTH_PATHS == {"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password",
+                          "/auth/mfa/verify", "/auth/passkey/login"}
 
 
 def test_ten_requests_then_429_across_the_sign_in_endpoints_together(make_app):

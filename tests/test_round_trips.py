@@ -42,7 +42,8 @@ def test_a_login_is_one_read_and_its_writes_in_one_commit(app, api):
     api.register(email="login@example.com")
     with recording(app) as seen:
         api.login(email="login@example.com")
-    assert seen.verbs() == ["SELECT users", "UPDATE users", "INSERT sessions", "INSERT refresh_tokens", "COMMIT"]
+    assert seen.verbs() == ["SELECT users", "SELECT mfa_totp", "SELECT passkeys", "UPDATE users", "INSERT sessions",
+                            "INSERT refresh_tokens", "COMMIT"]
 
 
 def test_a_login_without_redis_adds_only_the_keyed_statements_of_its_limits(make_app):
@@ -54,5 +55,6 @@ def test_a_login_without_redis_adds_only_the_keyed_statements_of_its_limits(make
         response = client.post("/auth/login", json={"email": "count@example.com", "password": PASSWORD})
     assert response.status_code == 200
     assert seen.verbs() == ["INSERT rate_limit_windows", "UPDATE rate_limit_windows", "COMMIT",
-                            "SELECT users", "SELECT sign_in_failures", "DELETE sign_in_failures", "UPDATE users",
+                            "SELECT users", "SELECT sign_in_failures", "SELECT mfa_totp", "SELECT passkeys",
+                            "DELETE sign_in_failures", "UPDATE users",
                             "INSERT sessions", "INSERT refresh_tokens", "COMMIT"]

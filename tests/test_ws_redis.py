@@ -19,7 +19,9 @@ def postgres_leg_only(leg):
 
 
 def test_an_event_from_one_instance_reaches_sockets_held_by_another(serve):
-    holder, writer = serve(processes=2), serve(processes=2)  # two instances on one database and Redis
+    # Two instances of one deployment on one database and Redis: one public URL, so one token issuer.
+    public = {"PUBLIC_URL": "http://gatehouse.test"}
+    holder, writer = serve(processes=2, **public), serve(processes=2, **public)
     auth = holder.register()
     token = auth["tokens"]["accessToken"]
     sockets = [holder.connect(token=token) for _ in range(4)]  # spread over the holder's two processes
