@@ -8,7 +8,7 @@ import time
 import traceback
 import uuid
 
-from flask import Flask, g, render_template, request
+from flask import Flask, current_app, g, render_template, request
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -67,11 +67,10 @@ def wants_html() -> bool:
 
 
 def error_response(err: errors.GatehouseError):
-    from api.problems import problem_response  # the JSON surface's rendering of a domain error
-
+    """The domain error as an HTML page or in the JSON surface's format, handed over at install()."""
     if wants_html():
         return render_template("errors/error.html", error=err), err.status
-    return problem_response(err)
+    return current_app.extensions["gatehouse.render_problem"](err)
 
 
 def _held_websocket(response) -> bool:
@@ -79,7 +78,11 @@ def _held_websocket(response) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket" and response.status_code < 400
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, render_problem) -> None:
+    """Request ids, logging, security headers and error handling; `render_problem` renders a domain
+    error for JSON callers (the API's problem+json), so the core never imports an adapter."""
+    app.extensions["gatehouse.render_problem"] = render_problem
+
     @app.before_request
     def start():
         g.started = time.perf_counter()
