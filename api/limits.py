@@ -26,8 +26,9 @@ from gatehouse.web import error_response
 
 AUTH_LIMIT = "10 per minute"
 AUTH_PATHS = frozenset({"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password",
-                        "/auth/mfa/verify", "/auth/passkey/login"})
-AUTH_FORMS = frozenset({"/login", "/register", "/forgot-password", "/reset-password"})
+                        "/auth/mfa/verify", "/auth/passkey/login", "/auth/not-me", "/auth/email/revert"})
+AUTH_FORMS = frozenset({"/login", "/register", "/forgot-password", "/reset-password", "/not-me",
+                        "/account/email/revert"})
 SIGN_IN_PATHS = frozenset({"/auth/login", "/login"})
 
 

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from gatehouse import preferences
 from gatehouse.clock import iso_z
 from gatehouse.models import Device, Session, User
+from gatehouse.services import security_events
 from gatehouse.services.tokens import TokenPair
 
 
@@ -283,3 +284,27 @@ class RequestOptionsResult(Out):
 
 class PasswordlessOptionsResult(RequestOptionsResult):
     challenge_id: str
+
+
+# ---- security activity -------------------------------------------------------------------------
+
+class SecurityEventOut(Out):
+    """gatehouse.services.security_events.as_json, documented: the same object `security:event` carries."""
+
+    id: str
+    kind: Literal[security_events.KINDS]
+    at: Timestamp
+    ip_address: str | None
+    user_agent: str | None
+    session_id: str | None
+    device: DeviceOut | None
+    detail: dict
+
+    @classmethod
+    def of(cls, event) -> SecurityEventOut:
+        return cls.model_validate(security_events.as_json(event))
+
+
+class SecurityEventsResult(Out):
+    events: list[SecurityEventOut]
+    next_cursor: str | None

@@ -16,7 +16,7 @@ from gatehouse import web
 from gatehouse.config import ConfigError, load_config
 from gatehouse.database import engine_options, install_watchdog, redis_client, redis_ready
 from gatehouse.extensions import babel, csrf, db, jwt, limiter, mail, migrate, sock
-from gatehouse.realtime.bus import EventBus
+from gatehouse.realtime.bus import EventBus, install_after_commit
 from gatehouse.security import argon2_native
 from gatehouse.security.passwords import Hasher
 from gatehouse.security.tokens import Sealer, derive_key
@@ -88,6 +88,7 @@ def _configure_extensions(app: Flask) -> None:
     app.extensions["gatehouse.sealer"] = Sealer(derive_key(secret, "at-rest-encryption"))
     app.extensions["gatehouse.hmac_key"] = derive_key(secret, "keyed-hashes")
     app.extensions["gatehouse.bus"] = EventBus()
+    install_after_commit(db.session)
     if config["OUTBOX_INLINE"]:
         from gatehouse.outbox.inline import EXTENSION, InlineDelivery
 

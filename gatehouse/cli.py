@@ -105,22 +105,22 @@ def users_purge(days: str) -> None:
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def outbox_work(once: bool) -> None:
     """Deliver queued mail with retries (the Procfile's worker)."""
-    from gatehouse.outbox.worker import deliver_due, purge_expired, work
+    from gatehouse.outbox.worker import deliver_due, work
+    from gatehouse.services import housekeeping
 
     if once:
-        keys, counters = purge_expired(now())
-        click.echo(f"outbox: {deliver_due()}; purged {keys} idempotency keys and {counters} sign-in counters")
+        removed = housekeeping.run(now())
+        click.echo(f"outbox: {deliver_due()}; purged {housekeeping.said(removed)}")
         return
-    work()
+    work(housekeeping=housekeeping.run)
 
 
 @idempotency.command("purge")
 def idempotency_purge() -> None:
-    """Delete expired Idempotency-Key responses and stale sign-in failure counters."""
-    from gatehouse.outbox.worker import purge_expired
+    """Delete what expired: Idempotency-Key responses, sign-in failure counters, link tokens, old security events."""
+    from gatehouse.services import housekeeping
 
-    keys, counters = purge_expired(now())
-    click.echo(f"purged {keys} idempotency keys and {counters} sign-in counters")
+    click.echo(f"purged {housekeeping.said(housekeeping.run(now()))}")
 
 
 @keys.command("generate")

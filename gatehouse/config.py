@@ -44,6 +44,8 @@ SETTINGS = (
     Setting("REFRESH_TOKEN_TTL", "2592000", "positive_int"),
     Setting("RESET_CODE_TTL", "600", "positive_int"),
     Setting("VERIFY_CODE_TTL", "86400", "positive_int"),
+    Setting("EMAIL_CHANGE_TTL", "3600", "positive_int"),
+    Setting("SECURITY_EVENTS_DAYS", "365", "positive_int"),
     Setting("IDEMPOTENCY_TTL", "86400", "positive_int"),
     Setting("CODE_MAILS_PER_HOUR", "5", "positive_int"),
     Setting("CODE_WRONG_PER_DAY", "10", "positive_int"),

@@ -434,6 +434,16 @@ class VerifyEmailParams(Params):
     code: Code
 
 
+class EmailChangeParams(Params):
+    new_email: Email
+
+
+class LinkTokenParams(Params):
+    """The token of a link mailed by the service ("this wasn't me", revert an email change)."""
+
+    token: Annotated[str, Field(min_length=1, max_length=128)]
+
+
 def parse_query(model: type[Params], args: dict[str, list[str]]) -> Params:
     """Query-string parameters into `model`: each given at most once, an empty value counts as
     absent, and strings convert to the field's type ("20" -> 20, "true" -> True)."""
@@ -470,6 +480,13 @@ class AdminUsersQuery(Params):
     q: Annotated[str, Field(min_length=1, max_length=320)] | None = None
     show_status: Literal["visible", "hidden"] = "visible"
     include_deleted: bool = False
+    cursor: Annotated[str, Field(max_length=512)] | None = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class SecurityEventsQuery(Params):
+    """GET /users/me/security-events (and the admin's): newest first, `cursor` from the previous page."""
+
     cursor: Annotated[str, Field(max_length=512)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
 

@@ -14,4 +14,5 @@ def _cookie_lifetime(state) -> None:
 
 
 # Routes register on bp.
-from portal import account_pages, auth_pages, language, mfa_pages, security_pages, signin  # noqa: E402,F401
+from portal import (account_pages, activity_pages, auth_pages, email_pages, language, mfa_pages,  # noqa: E402,F401
+                    security_pages, signin)

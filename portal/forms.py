@@ -147,3 +147,19 @@ class PasskeyForm(FlaskForm):
 class PasskeyLoginForm(FlaskForm):
     challenge_id = HiddenField()
     credential = HiddenField()
+
+
+class EmailChangeForm(FlaskForm):
+    aliases = {"newEmail": "new_email"}
+    new_email = _email(_l("New email address"))
+
+
+class EmailChangeConfirmForm(FlaskForm):
+    code_fields = {"invalid_code": "code"}
+    code = _code()
+
+
+class LinkForm(FlaskForm):
+    """The confirmation of a link mailed by the service: its token travels in the form, not the URL."""
+
+    token = HiddenField()

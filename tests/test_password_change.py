@@ -28,10 +28,11 @@ def change(api, account, current=PASSWORD, new=NEW_PASSWORD):
 
 
 def mails(app, user_id):
-    """The user's queued mails but for the verification code that registration sends."""
+    """The user's queued mails but for the verification code that registration sends and the new-sign-in
+    notices of the fixture's sign-ins on new devices."""
     with app.app_context():
         return db.session.scalars(select(OutboxMessage).where(
-            OutboxMessage.user_id == user_id, OutboxMessage.template != "verify-email")).all()
+            OutboxMessage.user_id == user_id, OutboxMessage.template.not_in(("verify-email", "new-sign-in")))).all()
 
 
 def live_sessions(app, user_id):

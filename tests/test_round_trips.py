@@ -42,8 +42,10 @@ def test_a_login_is_one_read_and_its_writes_in_one_commit(app, api):
     api.register(email="login@example.com")
     with recording(app) as seen:
         api.login(email="login@example.com")
-    assert seen.verbs() == ["SELECT users", "SELECT mfa_totp", "SELECT passkeys", "UPDATE users", "INSERT sessions",
-                            "INSERT refresh_tokens", "COMMIT"]
+    # The last read is the account's recent sessions: is this sign-in from a new device or network?
+    assert seen.verbs() == ["SELECT users", "SELECT mfa_totp", "SELECT passkeys", "SELECT sessions",
+                            "INSERT security_events", "UPDATE users", "INSERT sessions", "INSERT refresh_tokens",
+                            "COMMIT"]
 
 
 def test_a_login_without_redis_adds_only_the_keyed_statements_of_its_limits(make_app):
@@ -56,5 +58,5 @@ def test_a_login_without_redis_adds_only_the_keyed_statements_of_its_limits(make
     assert response.status_code == 200
     assert seen.verbs() == ["INSERT rate_limit_windows", "UPDATE rate_limit_windows", "COMMIT",
                             "SELECT users", "SELECT sign_in_failures", "SELECT mfa_totp", "SELECT passkeys",
-                            "DELETE sign_in_failures", "UPDATE users",
+                            "SELECT sessions", "DELETE sign_in_failures", "INSERT security_events", "UPDATE users",
                             "INSERT sessions", "INSERT refresh_tokens", "COMMIT"]

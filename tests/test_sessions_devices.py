@@ -96,7 +96,8 @@ def test_a_revoked_session_is_refused_from_the_next_request(app, api, alice):
     assert revoked_at(app, victim["session"]["id"]) is not None
     problem(api.get("/users/me", victim["tokens"]["accessToken"]), 401, "token_revoked")
     problem(api.post("/auth/refresh", {"refreshToken": victim["tokens"]["refreshToken"]}), 401, "token_revoked")
-    assert events == [(alice["id"], "session:revoked", {"sessionId": victim["session"]["id"]})]
+    assert [e for e in events if e[1] != "security:event"] == [
+        (alice["id"], "session:revoked", {"sessionId": victim["session"]["id"]})]
     assert api.get("/users/me", alice["token"]).status_code == 200
 
 

@@ -16,7 +16,9 @@ class OneTimeCode(db.Model):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    purpose: Mapped[str] = mapped_column(String(16))  # reset | verify
+    purpose: Mapped[str] = mapped_column(String(16))  # reset | verify | email_change
+    # email_change: the new address the code was mailed to (it becomes the account's at confirmation).
+    target: Mapped[str | None] = mapped_column(String(320))
     code_hash: Mapped[str] = mapped_column(String(64))  # HMAC-SHA-256, hex
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     tries: Mapped[int] = mapped_column(Integer, default=0)

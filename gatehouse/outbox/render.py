@@ -26,6 +26,9 @@ SUBJECTS = {
     "factor-changed": N_("Two-step verification of your %(product)s account changed"),
     "recovery-code-used": N_("A %(product)s recovery code was used"),
     "mfa-reset": N_("Two-step verification of your %(product)s account was reset"),
+    "email-change-code": N_("Confirm your new email address for %(product)s"),
+    "email-changed": N_("The email address of your %(product)s account was changed"),
+    "new-sign-in": N_("New sign-in to your %(product)s account"),
 }
 
 

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import and_, case, func, or_, select, update
@@ -203,17 +204,12 @@ def _aware(value: datetime) -> datetime:
 PURGE_EVERY = timedelta(minutes=10)
 
 
-def purge_expired(now: datetime) -> tuple[int, int]:
-    """The worker's housekeeping: expired Idempotency-Key responses and stale sign-in counters."""
-    from gatehouse.services import idempotency, throttle
-
-    return idempotency.purge(now), throttle.purge(now)
-
-
-def work(stop: threading.Event | None = None) -> None:
+def work(stop: threading.Event | None = None,
+         housekeeping: Callable[[datetime], dict[str, int]] | None = None) -> None:
     """The long-running worker: deliver what is due, sleep until the next row is due (at most
     OUTBOX_POLL_SECONDS, since other processes enqueue), until SIGTERM or SIGINT. A failing pass
-    (database or SMTP down) is logged and retried; the current batch finishes before exiting."""
+    (database or SMTP down) is logged and retried; the current batch finishes before exiting.
+    `housekeeping` (the caller's purge of what expired) runs every PURGE_EVERY."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -223,11 +219,11 @@ def work(stop: threading.Event | None = None) -> None:
     purged_at = None
     while not stop.is_set():
         try:
-            if purged_at is None or clock_now() - purged_at >= PURGE_EVERY:
+            if housekeeping is not None and (purged_at is None or clock_now() - purged_at >= PURGE_EVERY):
                 purged_at = clock_now()
-                keys, counters = purge_expired(purged_at)
-                if keys or counters:
-                    log.info("purged", extra={"idempotency_keys": keys, "sign_in_counters": counters})
+                removed = housekeeping(purged_at)
+                if any(removed.values()):
+                    log.info("purged", extra=removed)
             report = deliver_due()
             if report.handled:
                 log.info("outbox pass: %s", report)

@@ -15,7 +15,7 @@ from gatehouse.models import Session, Subscription, User, UserSettings
 from gatehouse.models.types import new_id
 from gatehouse.params import LoginParams, RegisterParams, email_key, username_key
 from gatehouse.security.passwords import check_policy
-from gatehouse.services import sessions, throttle, tokens
+from gatehouse.services import alerts, link_tokens, security_events, sessions, throttle, tokens
 from gatehouse.services.runtime import hasher, setting
 from gatehouse.services.tokens import TokenPair
 
@@ -49,7 +49,7 @@ def new_user(*, email: str, password: str, now: datetime, username: str | None =
     check_policy(password, min_length=setting("PASSWORD_MIN_LENGTH"), email=email, username=username)
     region, currency = regions.resolve(region, currency, setting("DEFAULT_REGION"))
     # Cheap early answers that spare a hash; the unique indexes below still decide every race.
-    if db.session.scalar(select(exists().where(User.email_key == key))):
+    if db.session.scalar(select(exists().where(User.email_key == key))) or link_tokens.address_reserved(key, now):
         raise EmailTaken()
     if ukey and db.session.scalar(select(exists().where(User.username_key == ukey))):
         raise UsernameTaken()
@@ -76,6 +76,7 @@ def register(params: RegisterParams, *, ip_address: str | None, user_agent: str 
     session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now,
                              kind=kind)
     pair = tokens.issue(user, session, now)
+    alerts.signed_in(user, session, now, registration=True)
     from gatehouse.services.recovery import mail_verification_code
 
     mail_verification_code(user, now)  # in this transaction: no account without its mail
@@ -118,7 +119,13 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
     matches, needs_rehash = hasher().verify(user.password_hash if user else None, params.password)
     if not matches or not user.active or user.password_locked_at is not None:
         locked = user is not None and user.password_locked_at is not None  # before this failure
+        if user is not None:
+            security_events.record(user.id, "sign_in_failed", now,
+                                   client=security_events.Client(sessions.stored_address(ip_address),
+                                                                 sessions.stored_user_agent(user_agent)),
+                                   detail={"reason": "password_locked" if locked else "wrong_password"})
         throttle.failed(params.identifier, now, user)
+        db.session.commit()  # the failure's event, also when the counters are off
         metrics.signins.labels("locked" if locked else "invalid_credentials").inc()
         raise InvalidCredentials()
     if needs_rehash:
@@ -130,12 +137,14 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
     if methods:  # no session yet; the backoff is reset only when the second step succeeds
         metrics.signins.labels("mfa_required").inc()
         require_second_step(user, params, methods, ip_address=ip_address, user_agent=user_agent, now=now, kind=kind)
+    new = alerts.is_new(user.id, params.device, ip_address, now)
     throttle.succeeded(params.identifier, user)
     metrics.signins.labels("success").inc()
     user.last_login_at = now
     session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now,
                              kind=kind)
     pair = tokens.issue(user, session, now)
+    alerts.signed_in(user, session, now, new=new)
     db.session.commit()
     return SignIn(user, session, pair)
 
@@ -161,7 +170,9 @@ def _rotate(refresh_token: str, now: datetime) -> SignIn:
         db.session.rollback()
         error, reused = tokens.why_not_live(refresh_token, now)
         if reused is not None:  # a spent token again: the whole family is compromised
-            sessions.revoke(reused.user_id, [reused.id], now)
+            security_events.record(reused.user_id, "refresh_token_reused", now, session_id=reused.id,
+                                   device_id=reused.device_id)
+            sessions.revoke(reused.user_id, [reused.id], now)  # commits the event with the revocation
         raise error
     session, user = sessions.with_user(session_id)
     if not user.active:
@@ -174,6 +185,8 @@ def _rotate(refresh_token: str, now: datetime) -> SignIn:
 
 
 def logout(caller: sessions.Caller, *, all_sessions: bool, now: datetime) -> None:
+    security_events.record(caller.user.id, "signed_out", now, session_id=caller.session.id,
+                           device_id=caller.session.device_id, detail={"allSessions": all_sessions})
     if all_sessions:
         sessions.revoke_all(caller.user.id, now)
     else:

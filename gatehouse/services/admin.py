@@ -1,27 +1,24 @@
 """Admin use cases on any account: list, read, change, soft delete, restore, and the purge of deleted accounts."""
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, delete, func, or_, select
 
-from gatehouse.errors import Forbidden, NotFound, field_error
+from gatehouse.errors import Forbidden, NotFound
 from gatehouse.extensions import db
 from gatehouse.models import Subscription, User
 from gatehouse.params import AdminUserPatch, AdminUsersQuery, SubscriptionPatch, email_key, row_id, username_key
 from gatehouse.realtime.bus import publish
-from gatehouse.security.tokens import keyed_hash, same
-from gatehouse.services import sessions
+from gatehouse.services import cursors, security_events, sessions
 from gatehouse.services.last_admin import is_active_admin, keep_an_admin, lock_active_admins
 from gatehouse.services.profile import _bump_version as bump_version
 from gatehouse.services.profile import _current as current
-from gatehouse.services.runtime import hmac_key
 
 PLAIN_FIELDS = (("showStatus", "show_status"), ("role", "role"), ("disabled", "disabled"))
 SUBSCRIPTION_FIELDS = ("tier", "status", "current_period_end")
+LISTING = "admin-users"
 
 
 def require_admin(caller: sessions.Caller) -> None:
@@ -37,25 +34,6 @@ def require_admin(caller: sessions.Caller) -> None:
 class Page:
     users: list[User]
     next_cursor: str | None
-
-
-def _signature(payload: str) -> str:
-    return keyed_hash(hmac_key(), f"admin-users-cursor:{payload}")[:32]
-
-
-def _cursor_after(user: User) -> str:
-    """An opaque, signed position: the (createdAt, id) of the last user of a page."""
-    raw = json.dumps([user.created_at.isoformat(), user.id], separators=(",", ":")).encode()
-    payload = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    return f"{payload}.{_signature(payload)}"
-
-
-def _position(cursor: str) -> tuple[datetime, str]:
-    payload, _, signature = cursor.partition(".")
-    if not same(signature, _signature(payload)):
-        raise field_error("cursor", "is not a cursor of this list")
-    created_at, user_id = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return datetime.fromisoformat(created_at), user_id
 
 
 def _matching(q: str):
@@ -74,14 +52,14 @@ def list_users(query: AdminUsersQuery) -> Page:
     if query.q is not None:
         statement = statement.where(_matching(query.q))
     if query.cursor is not None:
-        created_at, user_id = _position(query.cursor)
+        created_at, user_id = cursors.position(LISTING, query.cursor)
         statement = statement.where(or_(User.created_at < created_at,
                                         and_(User.created_at == created_at, User.id < user_id)))
     statement = statement.order_by(User.created_at.desc(), User.id.desc()).limit(query.limit + 1)
     users = list(db.session.scalars(statement).unique())
     more = len(users) > query.limit
     users = users[:query.limit]
-    return Page(users, _cursor_after(users[-1]) if more else None)
+    return Page(users, cursors.after(LISTING, users[-1].created_at, users[-1].id) if more else None)
 
 
 def get_user(user_id: str) -> User:
@@ -137,6 +115,12 @@ def update_user(user_id: str, patch: AdminUserPatch, *, now: datetime) -> User:
         return user
     if was_admin and not is_active_admin(user):
         keep_an_admin(user_id, "role" if "role" in changed else "disabled")
+    if "role" in changed:
+        security_events.record(user_id, "role_changed", now, client=security_events.BY_ADMIN,
+                               detail={"role": user.role})
+    if "disabled" in changed:
+        security_events.record(user_id, "disabled" if user.disabled else "enabled", now,
+                               client=security_events.BY_ADMIN)
     if "disabled" in changed and user.disabled:
         sessions.revoke_all(user_id, now)  # commits the change together with the revocation
     else:
@@ -157,6 +141,7 @@ def delete_user(user_id: str, *, now: datetime) -> None:
     if is_active_admin(user):
         keep_an_admin(user_id, "id")
     user.deleted_at = now
+    security_events.record(user_id, "account_deleted", now, client=security_events.BY_ADMIN, detail={"byAdmin": True})
     sessions.revoke_all(user_id, now)  # commits the deletion together with the revocation
 
 
@@ -169,6 +154,7 @@ def restore_user(user_id: str, *, now: datetime) -> User:
         db.session.rollback()
         return user
     user.deleted_at = None
+    security_events.record(user_id, "account_restored", now, client=security_events.BY_ADMIN)
     db.session.commit()
     return user
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from gatehouse.errors import RateLimited
 from gatehouse.extensions import db
@@ -25,7 +25,7 @@ from gatehouse.security.tokens import keyed_hash, new_code, same
 from gatehouse.services.runtime import hmac_key, setting
 
 MAX_TRIES = 5
-TTL_SETTINGS = {"reset": "RESET_CODE_TTL", "verify": "VERIFY_CODE_TTL"}
+TTL_SETTINGS = {"reset": "RESET_CODE_TTL", "verify": "VERIFY_CODE_TTL", "email_change": "EMAIL_CHANGE_TTL"}
 MAIL_WINDOW = timedelta(hours=1)
 WRONG_WINDOW = timedelta(days=1)
 
@@ -35,6 +35,12 @@ class IssuedCode:
     code: str
     expires_at: datetime
     ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    id: str
+    target: str | None
 
 
 def code_hash(code: str) -> str:
@@ -58,8 +64,9 @@ def _check_mail_cap(user_id: str, purpose: str, now: datetime) -> None:
                           retry_after=_seconds_until(issued[len(issued) - cap] + MAIL_WINDOW, now))
 
 
-def issue(user_id: str, purpose: str, now: datetime) -> IssuedCode:
+def issue(user_id: str, purpose: str, now: datetime, *, target: str | None = None) -> IssuedCode:
     """A new code for the user (added, not committed); every older live code of the purpose is void.
+    `target`: what the code confirms (an email change's new address).
 
     RateLimited beyond CODE_MAILS_PER_HOUR.
     """
@@ -68,17 +75,22 @@ def issue(user_id: str, purpose: str, now: datetime) -> IssuedCode:
     # is counted by one issuer at a time.
     db.session.execute(select(User.id).where(User.id == user_id).with_for_update())
     _check_mail_cap(user_id, purpose, now)
+    void(user_id, purpose, now)
+    code = new_code()
+    expires_at = now + timedelta(seconds=ttl)
+    db.session.add(OneTimeCode(id=new_id(), user_id=user_id, purpose=purpose, code_hash=code_hash(code), target=target,
+                               expires_at=expires_at, tries=0, created_at=now))
+    return IssuedCode(code, expires_at, ttl)
+
+
+def void(user_id: str, purpose: str, now: datetime) -> None:
+    """Every live code of the purpose expires now (in the caller's transaction)."""
     db.session.execute(
         update(OneTimeCode)
         .where(OneTimeCode.user_id == user_id, OneTimeCode.purpose == purpose, OneTimeCode.used_at.is_(None),
                OneTimeCode.expires_at > now)
         .values(expires_at=now)
         .execution_options(synchronize_session=False))
-    code = new_code()
-    expires_at = now + timedelta(seconds=ttl)
-    db.session.add(OneTimeCode(id=new_id(), user_id=user_id, purpose=purpose, code_hash=code_hash(code),
-                               expires_at=expires_at, tries=0, created_at=now))
-    return IssuedCode(code, expires_at, ttl)
 
 
 def _live(user_id: str, purpose: str, now: datetime):
@@ -118,8 +130,9 @@ def _refuse_when_spent(tried: list[_Tried], now: datetime) -> None:
                               retry_after=_seconds_until(code.created_at + WRONG_WINDOW, now))
 
 
-def redeem(user_id: str, purpose: str, code: str, now: datetime) -> bool:
-    """True when `code` is the user's live code of `purpose`; it is then used (not yet committed).
+def redeem(user_id: str, purpose: str, code: str, now: datetime) -> Redeemed | None:
+    """The code's row when `code` is the user's live code of `purpose`; it is then used (not yet
+    committed). None otherwise.
 
     A wrong code costs a try, committed at once so a later failure cannot give it back.
     RateLimited once the account has tried CODE_WRONG_PER_DAY wrong codes of `purpose` within 24
@@ -140,15 +153,15 @@ def redeem(user_id: str, purpose: str, code: str, now: datetime) -> bool:
     ).first()
     if attempt is None or not same(attempt.code_hash, code_hash(code)):
         db.session.commit()
-        return False
+        return None
     used = db.session.execute(
         update(OneTimeCode)
         .where(OneTimeCode.id == attempt.id, *_live(user_id, purpose, now))
         .values(used_at=now)
-        .returning(OneTimeCode.id)
+        .returning(OneTimeCode.id, OneTimeCode.target)
         .execution_options(synchronize_session=False)
     ).first()
     if used is None:
         db.session.commit()
-        return False
-    return True
+        return None
+    return Redeemed(used.id, used.target)

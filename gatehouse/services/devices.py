@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from gatehouse.extensions import db
 from gatehouse.models import Device, Session
 from gatehouse.params import row_id
-from gatehouse.services import sessions
+from gatehouse.services import security_events, sessions
 
 
 def of_user(user_id: str) -> list[Device]:
@@ -33,6 +33,9 @@ def forget(user_id: str, device_id: str, now: datetime) -> bool:
     on_device = list(db.session.scalars(
         select(Session.id).where(Session.user_id == user_id, Session.device_id == device_id,
                                  Session.revoked_at.is_(None))))
+    for session_id in on_device:
+        security_events.record(user_id, "session_revoked", now, session_id=session_id,
+                               detail={"reason": "device_forgotten"})
     db.session.execute(delete(Device).where(Device.id == device_id, Device.user_id == user_id))
     if on_device:
         sessions.revoke(user_id, on_device, now)  # commits the removal together with the revocation

@@ -21,7 +21,7 @@ from gatehouse.outbox import enqueue
 from gatehouse.realtime.bus import publish
 from gatehouse.security import factors as secrets_
 from gatehouse.security.tokens import keyed_hash
-from gatehouse.services import sessions
+from gatehouse.services import security_events, sessions
 from gatehouse.services.profile import _bump_version as bump_version
 from gatehouse.services.runtime import hmac_key, sealer
 
@@ -85,10 +85,13 @@ def summary(user_id: str) -> Summary:
     return Summary(db.session.scalar(_confirmed_totp(user_id)), passkeys, recovery_codes_left(user_id))
 
 
-def changed(user: User, keep_session_id: str | None, template: str, context: dict, now: datetime) -> None:
-    """What every factor change does: the mail, version + 1, every other session revoked (one commit),
-    then `entity:updated`."""
+def changed(user: User, keep_session_id: str | None, template: str, context: dict, now: datetime, *, event: str,
+            detail: dict | None = None) -> None:
+    """What every factor change does: the mail, its security event `event`, version + 1, every other
+    session revoked (one commit), then `entity:updated`. Without `keep_session_id` it is an admin's doing."""
     enqueue(template, user.email, {"at": now.strftime("%Y-%m-%d %H:%M UTC"), **context}, now=now, user_id=user.id)
+    security_events.record(user.id, event, now, session_id=keep_session_id, detail=detail,
+                           client=security_events.BY_ADMIN if keep_session_id is None else None)
     version = bump_version(user.id, None, now)
     if keep_session_id is None:
         sessions.revoke_all(user.id, now)  # commits
@@ -100,9 +103,11 @@ def changed(user: User, keep_session_id: str | None, template: str, context: dic
 ADDED, REMOVED = "added to", "removed from"
 
 
-def factor_changed(user: User, keep_session_id: str, change: str, factor: str, now: datetime) -> None:
+def factor_changed(user: User, keep_session_id: str, change: str, factor: str, now: datetime, *, event: str,
+                   detail: dict | None = None) -> None:
     """`factor` (in words, for the mail) was ADDED or REMOVED by the session `keep_session_id`."""
-    changed(user, keep_session_id, "factor-changed", {"change": change, "factor": factor}, now)
+    changed(user, keep_session_id, "factor-changed", {"change": change, "factor": factor}, now, event=event,
+            detail=detail)
 
 
 def raise_session(session, proof: Proof, now: datetime) -> None:
@@ -170,7 +175,8 @@ def confirm_totp(caller: sessions.Caller, code: str, now: datetime) -> list[str]
     codes = _new_recovery_codes(user.id, now) if first else None
     # The code just given is a second factor: this session reaches AAL2 and may go on changing factors.
     raise_session(caller.session, Proof(("pwd", "otp", "mfa"), 2), now)
-    factor_changed(user, caller.session.id, ADDED, "an authenticator app (TOTP)", now)
+    factor_changed(user, caller.session.id, ADDED, "an authenticator app (TOTP)", now, event="mfa_enabled",
+                   detail={"factor": "totp"})
     return codes
 
 
@@ -200,7 +206,8 @@ def remove_totp(caller: sessions.Caller, now: datetime) -> None:
         db.session.rollback()
         raise NotFound("TOTP is not on for this account.")
     forget_codes_without_factor(user.id)
-    factor_changed(user, caller.session.id, REMOVED, "the authenticator app (TOTP)", now)
+    factor_changed(user, caller.session.id, REMOVED, "the authenticator app (TOTP)", now, event="mfa_disabled",
+                   detail={"factor": "totp"})
 
 
 def forget_codes_without_factor(user_id: str) -> None:
@@ -230,7 +237,8 @@ def regenerate_recovery_codes(caller: sessions.Caller, now: datetime) -> list[st
     if not has_second_factor(user.id):
         raise NotFound("Recovery codes come with a second factor; set up TOTP or a passkey first.")
     codes = _new_recovery_codes(user.id, now)
-    factor_changed(user, caller.session.id, ADDED, "a new set of recovery codes (the old ones no longer work)", now)
+    factor_changed(user, caller.session.id, ADDED, "a new set of recovery codes (the old ones no longer work)", now,
+                   event="recovery_codes_regenerated")
     return codes
 
 
@@ -262,4 +270,4 @@ def reset(user: User, now: datetime) -> None:
     """Every factor and recovery code of the user removed (a lost phone); mailed, every session revoked."""
     for model in (MfaTotp, RecoveryCode, Passkey):
         db.session.execute(delete(model).where(model.user_id == user.id))
-    changed(user, None, "mfa-reset", {}, now)
+    changed(user, None, "mfa-reset", {}, now, event="mfa_reset")

@@ -112,20 +112,23 @@ def register(caller: sessions.Caller, credential: RegistrationResponseJSON, name
     if first:
         # The passkey just made is a second factor: this session reaches AAL2 and may go on changing factors.
         factors.raise_session(caller.session, _proof(new.user_verified, new.backed_up, password=True), now)
-    factors.factor_changed(user, caller.session.id, factors.ADDED, f"a passkey named “{passkey.name}”", now)
+    factors.factor_changed(user, caller.session.id, factors.ADDED, f"a passkey named “{passkey.name}”", now,
+                           event="passkey_added", detail={"passkeyId": passkey.id, "name": passkey.name})
     return passkey
 
 
 def remove(caller: sessions.Caller, passkey_id: str, now: datetime) -> None:
     user = caller.user
     found = row_id(passkey_id)
-    name = db.session.execute(delete(Passkey).where(Passkey.id == (found or ""), Passkey.user_id == user.id)
-                              .returning(Passkey.name)).scalar_one_or_none()
+    removed = db.session.execute(delete(Passkey).where(Passkey.id == (found or ""), Passkey.user_id == user.id)
+                                 .returning(Passkey.id, Passkey.name)).one_or_none()
+    name = removed.name if removed is not None else None
     if name is None:
         db.session.rollback()
         raise NotFound("No such passkey.")
     factors.forget_codes_without_factor(user.id)
-    factors.factor_changed(user, caller.session.id, factors.REMOVED, f"the passkey named “{name}”", now)
+    factors.factor_changed(user, caller.session.id, factors.REMOVED, f"the passkey named “{name}”", now,
+                           event="passkey_removed", detail={"passkeyId": removed.id, "name": name})
 
 
 # ---- assertions --------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from gatehouse.outbox import enqueue
 from gatehouse.params import PasswordChangeParams, ProfilePatch, username_key
 from gatehouse.realtime.bus import publish
 from gatehouse.security.passwords import check_policy
-from gatehouse.services import sessions
+from gatehouse.services import security_events, sessions
 from gatehouse.services.accounts import verify_current_password
 from gatehouse.services.last_admin import is_active_admin, keep_an_admin, lock_active_admins
 from gatehouse.services.runtime import hasher, setting
@@ -152,6 +152,8 @@ def update_password(caller: sessions.Caller, params: PasswordChangeParams, *, no
         exc.errors = [{**error, "field": "newPassword"} for error in exc.errors]
         raise
     user.password_hash = hasher().hash(params.new_password)
+    security_events.record(user.id, "password_changed", now, session_id=caller.session.id,
+                           device_id=caller.session.device_id)
     # The caller's own session stays signed in, so the notice does not say "signed out everywhere".
     enqueue("password-changed", user.email,
             {"changed_at": iso_z(now), "signed_out_everywhere": False},
@@ -170,5 +172,7 @@ def delete_account(caller: sessions.Caller, password: str, *, now: datetime) -> 
     db.session.execute(update(User).where(User.id == user.id, User.deleted_at.is_(None)).values(deleted_at=now))
     if admin:  # the last admin stays: another must be promoted first
         keep_an_admin(user.id, "role")
+    security_events.record(user.id, "account_deleted", now, session_id=caller.session.id,
+                           device_id=caller.session.device_id)
     # revoke_all commits the deletion together with the revocation of every session.
     sessions.revoke_all(user.id, now)

@@ -17,7 +17,7 @@ from gatehouse.params import ForgotPasswordParams, ResetPasswordParams, email_ke
 from gatehouse.realtime.bus import publish
 from gatehouse.security.passwords import check_policy
 from gatehouse.security.tokens import keyed_hash, new_code
-from gatehouse.services import codes, sessions, throttle
+from gatehouse.services import codes, security_events, sessions, throttle
 from gatehouse.services.runtime import hasher, hmac_key, sealer, setting
 
 # forgot_password answers no sooner than this, known address or not, so the database writes of a
@@ -94,6 +94,7 @@ def reset_password(params: ResetPasswordParams, now: datetime) -> None:
         .values(password_hash=hasher().hash(params.new_password), password_locked_at=None, updated_at=now)
         .execution_options(synchronize_session=False))
     throttle.clear(user)  # a reset ends the backoff and the lockout
+    security_events.record(user.id, "password_reset", now)
     outbox.enqueue("password-changed", user.email,
                    {"changed_at": iso_z(now), "signed_out_everywhere": True},
                    now=now, user_id=user.id)

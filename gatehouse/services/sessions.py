@@ -13,7 +13,8 @@ from gatehouse.models import Device, RefreshToken, Session, User
 from gatehouse.models.types import new_id
 from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish
-from gatehouse.services import tokens
+from gatehouse.services import security_events, tokens
+from gatehouse.services.security_events import stored_address, stored_user_agent
 from gatehouse.services.runtime import setting
 
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -45,15 +46,6 @@ def upsert_device(user_id: str, params: DeviceParams, now: datetime) -> str:
               "last_seen_at": now},
     ).returning(Device.id)
     return db.session.execute(statement).scalar_one()
-
-
-def stored_address(ip_address: str | None) -> str | None:
-    return (ip_address or "")[:45] or None
-
-
-def stored_user_agent(user_agent: str | None) -> str | None:
-    """Kept for display only: cut to its column, without the NUL PostgreSQL refuses."""
-    return (user_agent or "").replace("\x00", "")[:512] or None
 
 
 def start(user: User, device: DeviceParams | None, *, ip_address: str | None, user_agent: str | None,
@@ -175,4 +167,12 @@ def live_of_user(user_id: str, now: datetime) -> list[Session]:
 def revoke_one(user_id: str, session_id: str, now: datetime) -> bool:
     """Revoke one of the user's sessions not yet revoked; False when there is none such (or the id is malformed)."""
     session_id = row_id(session_id)
-    return session_id is not None and bool(revoke(user_id, [session_id], now))
+    if session_id is None:
+        return False
+    live = db.session.scalar(select(Session).where(Session.id == session_id, Session.user_id == user_id,
+                                                   Session.revoked_at.is_(None)).with_for_update())
+    if live is None:
+        db.session.rollback()
+        return False
+    security_events.record(user_id, "session_revoked", now, session_id=session_id, device_id=live.device_id)
+    return bool(revoke(user_id, [session_id], now))  # commits the event with the revocation

@@ -22,7 +22,7 @@ from gatehouse.params import (AuthenticationResponseJSON, DeviceParams, LoginPar
                               PasskeyLoginParams, ReauthenticateParams)
 from gatehouse.security.factors import looks_like_totp
 from gatehouse.security.tokens import new_ticket, same, sha256_hex
-from gatehouse.services import factors, passkeys, sessions, throttle, tokens
+from gatehouse.services import alerts, factors, passkeys, security_events, sessions, throttle, tokens
 from gatehouse.services.accounts import SignIn, verify_current_password
 from gatehouse.services.factors import Proof
 from gatehouse.services.runtime import setting
@@ -105,10 +105,13 @@ def _prove(user_id: str, code: str | None, credential: AuthenticationResponseJSO
 
 def _open_session(user: User, device: DeviceParams | None, proof: Proof, *, ip_address: str | None,
                   user_agent: str | None, now: datetime, kind: str) -> SignIn:
+    new = alerts.is_new(user.id, device, ip_address, now)
     user.last_login_at = now
     session = sessions.start(user, device, ip_address=ip_address, user_agent=user_agent, now=now, kind=kind,
                              amr=proof.amr, aal=proof.aal)
-    return SignIn(user, session, tokens.issue(user, session, now))
+    pair = tokens.issue(user, session, now)
+    alerts.signed_in(user, session, now, new=new)
+    return SignIn(user, session, pair)
 
 
 def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) -> SignIn:
@@ -125,7 +128,11 @@ def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) ->
         raise
     if proof is None:
         db.session.rollback()
+        security_events.record(user.id, "sign_in_failed", now,
+                               client=security_events.Client(challenge.ip_address, challenge.user_agent),
+                               detail={"reason": "wrong_second_factor"})
         throttle.failed(challenge.identifier, now, user)
+        db.session.commit()  # the failure's event, also when the counters are off
         raise InvalidMfaCode(errors=[{"field": "code", "message": "is wrong, already used or expired"}])
     spent = db.session.execute(
         update(MfaChallenge).where(MfaChallenge.id == challenge.id, *_live(params.mfa_token, now))
@@ -145,8 +152,9 @@ def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) ->
 def _commit_noting_recovery_code(user: User, code: str | None, session_id: str, now: datetime) -> None:
     """Commit the second step; a recovery code used is mailed and signs every other session out."""
     if code is not None and not looks_like_totp(code):
-        factors.changed(user, session_id, "recovery-code-used", {"left": factors.recovery_codes_left(user.id)},
-                        now)  # commits
+        left = factors.recovery_codes_left(user.id)
+        factors.changed(user, session_id, "recovery-code-used", {"left": left}, now, event="recovery_code_used",
+                        detail={"left": left})  # commits
     else:
         db.session.commit()
 

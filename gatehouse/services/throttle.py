@@ -24,6 +24,7 @@ from gatehouse.errors import RateLimited
 from gatehouse.extensions import db
 from gatehouse.models import SignInFailure, User
 from gatehouse.security.tokens import keyed_hash
+from gatehouse.services import security_events
 from gatehouse.services.runtime import hmac_key, setting
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,10 @@ def failed(identifier: str, now: datetime, user: User | None = None) -> None:
     if wait:
         _counters("block", key, now + timedelta(seconds=wait))
     if user is not None and failures >= setting("SIGNIN_LOCKOUT_FAILURES"):
-        db.session.execute(update(User).where(User.id == user.id, User.password_locked_at.is_(None))
-                           .values(password_locked_at=now))
+        locked = db.session.execute(update(User).where(User.id == user.id, User.password_locked_at.is_(None))
+                                    .values(password_locked_at=now).returning(User.id)).scalar_one_or_none()
+        if locked is not None:
+            security_events.record(user.id, "locked", now, detail={"failures": failures})
     db.session.commit()
 
 

@@ -1,0 +1,103 @@
+"""Sign-ins as the account's owner sees them: the `signed_in` event, the "new sign-in" mail, and
+"this wasn't me".
+
+A sign-in is new when the account has not used its device id (when the client sends one), or its
+network (the address's /24, or /64 for IPv6, when it sends none), in the last KNOWN_FOR. A new one
+records `new_device` and mails the owner when, where and with what it happened, with a one-click
+"this wasn't me" link: that link (POST /auth/not-me) revokes the session it reported and locks the
+password until it is reset. Registration and the first sign-in after it alert nobody.
+"""
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from gatehouse.clock import iso_z
+from gatehouse.errors import InvalidCode
+from gatehouse.extensions import db
+from gatehouse.i18n import N_
+from gatehouse.models import Device, LinkToken, Session, User
+from gatehouse.outbox import enqueue
+from gatehouse.params import DeviceParams
+from gatehouse.security.tokens import sha256_hex
+from gatehouse.services import link_tokens, security_events, sessions
+from gatehouse.services.security_events import Client
+from gatehouse.user_agents import describe
+
+KNOWN_FOR = timedelta(days=90)
+# Enough history to decide: the most recent sessions of the window, newest first.
+HISTORY = 500
+
+
+def network(ip_address: str | None) -> str | None:
+    """The /24 of an IPv4 address (an IPv4-mapped IPv6 address counts as IPv4), the /64 of an IPv6 one."""
+    try:
+        ip = ipaddress.ip_address(ip_address or "")
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
+
+
+def is_new(user_id: str, device: DeviceParams | None, ip_address: str | None, now: datetime) -> bool:
+    """Whether a sign-in about to open a session comes from somewhere the account has not been lately.
+
+    The account's first sign-in after its registration (at most one session before) is not news.
+    One read, asked before the sign-in writes anything, so that its writes still go in one flush.
+    """
+    history = db.session.execute(
+        select(Session.ip_address, Session.last_seen_at, Device.client_id)
+        .outerjoin(Device, Device.id == Session.device_id).where(Session.user_id == user_id)
+        .order_by(Session.last_seen_at.desc()).limit(HISTORY)).all()
+    if len(history) <= 1:
+        return False
+    seen = [row for row in history if row.last_seen_at > now - KNOWN_FOR]
+    if device is not None and device.id is not None:
+        return all(row.client_id != device.id for row in seen)
+    here = network(ip_address)
+    return here is None or all(network(row.ip_address) != here for row in seen)
+
+
+def signed_in(user: User, session: Session, now: datetime, *, new: bool = False, registration: bool = False) -> None:
+    """Record the sign-in that opened `session` (added, not committed); `new` (see is_new) also records
+    `new_device` and mails the owner a "new sign-in" notice with its "this wasn't me" link."""
+    client = Client(session.ip_address, session.user_agent)
+    device_id = session.device.id if session.device is not None else None  # device_id is set at the flush
+    security_events.record(user.id, "signed_in", now, session_id=session.id, device_id=device_id,
+                           client=client, detail={"methods": session.amr.split(), "registration": registration})
+    if not new:
+        return
+    security_events.record(user.id, "new_device", now, session_id=session.id, device_id=device_id,
+                           client=client)
+    token = link_tokens.issue(user.id, link_tokens.NOT_ME, now, session=session)
+    software = describe(session.user_agent)
+    enqueue("new-sign-in", user.email, {
+        "at": iso_z(now), "ip_address": session.ip_address, "browser": software.browser, "os": software.os,
+        "device": session.device.name if session.device is not None else None,
+        "not_me_url": link_tokens.link("/not-me", token),
+    }, now=now, user_id=user.id, expires_at=now + timedelta(days=link_tokens.LINK_TOKEN_DAYS))
+
+
+def not_me(token: str, now: datetime) -> None:
+    """The owner says a reported sign-in was not them: its session is revoked, the password is locked
+    until a reset (every sign-in with it is refused), and `not_me` is recorded. Once only."""
+    row = link_tokens.spend(link_tokens.NOT_ME, token, now)
+    if row is None:
+        db.session.rollback()
+        raise InvalidCode(N_("This link has expired or was already used."))
+    db.session.execute(update(User).where(User.id == row.user_id, User.password_locked_at.is_(None))
+                       .values(password_locked_at=now).execution_options(synchronize_session=False))
+    security_events.record(row.user_id, "not_me", now, session_id=row.session_id)
+    sessions.revoke(row.user_id, [row.session_id], now)  # commits the lock and the event with the revocation
+    db.session.commit()  # when the session had ended already
+
+
+def reported_session(token: str, now: datetime) -> Session | None:
+    """The live session a "this wasn't me" token reports, to show before the owner confirms (nothing is spent)."""
+    return db.session.scalar(
+        select(Session).join(LinkToken, LinkToken.session_id == Session.id)
+        .where(LinkToken.token_hash == sha256_hex(token), LinkToken.purpose == link_tokens.NOT_ME,
+               LinkToken.used_at.is_(None), LinkToken.expires_at > now))

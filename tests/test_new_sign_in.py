@@ -1,0 +1,146 @@
+"""New-sign-in alerts (CONTRACT §11): a mail for a sign-in from a device or network the account has
+not used in 90 days, none for the first sign-in or a known device; "this wasn't me" by POST only,
+once; and `security:event` live on the user's own sockets."""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from gatehouse.clock import now
+from gatehouse.extensions import db
+from gatehouse.models import LinkToken, SecurityEvent, Session, User
+from tests.actions import PASSWORD, problem
+from tests.smtp import deliver, mail_settings, text_of
+
+NEW_SIGN_IN = "New sign-in to your Gatehouse account"
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+PHONE = {"id": "phone-1", "name": "Pixel", "platform": "android"}
+
+
+@pytest.fixture
+def config(make_config, smtp_sink):
+    return make_config(**mail_settings(smtp_sink), ACCESS_TOKEN_TTL="86400")
+
+
+@pytest.fixture
+def erin(api):
+    body = api.register(email="erin@example.com")
+    api.login(email="erin@example.com")  # the first sign-in after registration
+    return {"id": body["user"]["id"], "token": body["tokens"]["accessToken"]}
+
+
+def sign_in(api, address: str = "127.0.0.1", user_agent: str = FIREFOX, **body):
+    response = api.client.post("/auth/login", json={"email": "erin@example.com", "password": PASSWORD, **body},
+                               headers={"User-Agent": user_agent}, environ_base={"REMOTE_ADDR": address})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def alerts(app, sink):
+    deliver(app)
+    return sink.to("erin@example.com", NEW_SIGN_IN)
+
+
+def not_me_token(message) -> str:
+    return re.search(r"/not-me\?token=([A-Za-z0-9_\-]+)", text_of(message)).group(1)
+
+
+def test_no_mail_for_registration_and_the_first_sign_in(app, api, smtp_sink, erin):
+    assert alerts(app, smtp_sink) == []
+    with app.app_context():
+        assert db.session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "new_device")).all() == []
+
+
+def test_one_mail_for_a_new_device_none_when_it_signs_in_again(app, api, smtp_sink, erin):
+    signed = sign_in(api, device=PHONE)
+    [mail] = alerts(app, smtp_sink)
+    text = text_of(mail)
+    assert "Firefox on Linux" in text and "127.0.0.1" in text and "(Pixel)" in text
+    assert "/not-me?token=" in text
+    sign_in(api, address="10.9.8.7", device=PHONE)  # a known device, even from another network
+    assert len(alerts(app, smtp_sink)) == 1
+    with app.app_context():
+        [event] = db.session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "new_device")).all()
+        assert event.session_id == signed["session"]["id"] and event.device_id == signed["session"]["device"]["id"]
+
+
+def test_a_new_network_alerts_a_known_one_does_not(app, api, smtp_sink, erin):
+    sign_in(api, address="127.0.0.200")  # the same /24 as the registration's 127.0.0.1
+    assert alerts(app, smtp_sink) == []
+    sign_in(api, address="192.0.2.10")
+    assert len(alerts(app, smtp_sink)) == 1
+    sign_in(api, address="192.0.2.99")
+    assert len(alerts(app, smtp_sink)) == 1
+    sign_in(api, address="2001:db8:1:2::5")
+    sign_in(api, address="2001:db8:1:2::ffff")  # the same /64
+    assert len(alerts(app, smtp_sink)) == 2
+
+
+def test_a_device_unused_for_90_days_is_new_again(app, api, smtp_sink, erin):
+    sign_in(api, device=PHONE)
+    with time_machine.travel(now() + timedelta(days=89)):
+        sign_in(api, device=PHONE)
+    assert len(alerts(app, smtp_sink)) == 1
+    with time_machine.travel(now() + timedelta(days=89 + 91)):
+        sign_in(api, device=PHONE)
+        assert len(alerts(app, smtp_sink)) == 2  # delivered when it is due: then
+
+
+def test_not_me_revokes_that_session_locks_the_password_and_works_once(app, api, smtp_sink, erin):
+    intruder = sign_in(api, address="203.0.113.7", device={"id": "unknown", "name": "Box", "platform": "linux"})
+    token = not_me_token(alerts(app, smtp_sink)[0])
+    intruder_session = intruder["session"]["id"]
+
+    # A link scanner's GET shows a question and changes nothing.
+    page = api.client.get(f"/not-me?token={token}")
+    assert page.status_code == 200 and "203.0.113.7" in page.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.get(Session, intruder_session).revoked_at is None
+        assert db.session.scalar(select(LinkToken.used_at).where(LinkToken.session_id == intruder_session)) is None
+        assert db.session.get(User, erin["id"]).password_locked_at is None
+
+    assert api.post("/auth/not-me", {"token": token}).status_code == 200
+    with app.app_context():
+        assert db.session.get(Session, intruder_session).revoked_at is not None
+        assert db.session.get(User, erin["id"]).password_locked_at is not None
+        [event] = db.session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "not_me")).all()
+        assert event.session_id == intruder_session
+    problem(api.get("/users/me", intruder["tokens"]["accessToken"]), 401, "token_revoked")
+    assert api.get("/users/me", erin["token"]).status_code == 200  # the owner's own session stays
+    problem(api.post("/auth/login", {"email": "erin@example.com", "password": PASSWORD}), 401, "invalid_credentials")
+    problem(api.post("/auth/not-me", {"token": token}), 400, "invalid_code")
+    problem(api.post("/auth/not-me", {"token": "made-up"}), 400, "invalid_code")
+    with app.app_context():
+        assert len(db.session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "not_me")).all()) == 1
+
+
+def test_a_not_me_link_lapses_after_seven_days(app, api, smtp_sink, erin):
+    sign_in(api, device=PHONE)
+    token = not_me_token(alerts(app, smtp_sink)[0])
+    with time_machine.travel(now() + timedelta(days=7, seconds=1)):
+        problem(api.post("/auth/not-me", {"token": token}), 400, "invalid_code")
+
+
+@pytest.mark.slow
+def test_a_sign_in_elsewhere_reaches_the_users_own_sockets_as_security_event(server):
+    auth = server.register()
+    sock = server.connect(token=auth["tokens"]["accessToken"])
+    other = server.register()
+    elsewhere = server.call("POST", "/auth/login", json={"email": auth["user"]["email"], "password": PASSWORD,
+                                                         "device": PHONE})
+    assert elsewhere.status_code == 200
+    data = sock.next_event("security:event")
+    assert data["kind"] == "signed_in" and data["sessionId"] == elsewhere.json()["session"]["id"]
+    assert data["device"]["name"] == "Pixel" and data["ipAddress"] == "127.0.0.1"
+    assert set(data) == {"id", "kind", "at", "ipAddress", "userAgent", "sessionId", "device", "detail"}
+    stranger = server.connect(token=other["tokens"]["accessToken"])
+    server.call("POST", "/auth/login", json={"email": auth["user"]["email"], "password": PASSWORD})
+    assert sock.next_event("security:event")["kind"] == "signed_in"
+    with pytest.raises(Exception):
+        stranger.next_event("security:event", timeout=1)
+    sock.close()
+    stranger.close()
