@@ -151,7 +151,6 @@ def _configure_limiter(app: Flask) -> None:
 def _register_surfaces(app: Flask) -> None:
     import api
     import portal
-    from api.jwt_errors import install as install_jwt_errors
     from api.limits import install as install_limits
     from api.problems import problem_response
     from gatehouse.cli import register as register_cli
@@ -159,7 +158,6 @@ def _register_surfaces(app: Flask) -> None:
     from gatehouse import models  # noqa: F401  (tables known to Alembic and the ORM)
 
     web.install(app, problem_response)
-    install_jwt_errors(jwt)
     install_limits(app)
     csrf.exempt(api.bp)
     app.register_blueprint(api.bp)

@@ -6,7 +6,7 @@ import sys
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from gatehouse.clock import now
 from gatehouse.errors import GatehouseError
@@ -69,10 +69,9 @@ def create_admin(email: str, password: str | None, password_stdin: bool) -> None
     existing = db.session.execute(select(User).where(User.email_key == email_key(address))).unique()
     user = existing.scalar_one_or_none()
     if user is not None:
-        if user.role != "admin":
-            db.session.execute(update(User).where(User.id == user.id)
-                               .values(role="admin", version=User.version + 1, updated_at=stamp))
-            db.session.commit()
+        from gatehouse.services.admin import promote
+
+        promote(user.id, now=stamp)
         click.echo(f"promoted {user.email} ({user.id}) to admin")
         return
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from gatehouse.extensions import db
-from gatehouse.models import User
+from gatehouse.models import SecurityEvent, User
 from tests.actions import PASSWORD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,13 +30,17 @@ def test_create_admin_creates_an_admin_account(app, runner):
         assert user.role == "admin" and user.settings is not None and user.subscription.tier == "free"
 
 
-def test_create_admin_promotes_an_existing_account(app, runner, api):
-    api.register(email="promote@example.com")
-    result = runner.invoke(args=["users", "create-admin", "promote@example.com", "--password", "ignored"])
-    assert result.exit_code == 0 and "promoted" in result.output
+def test_create_admin_promotes_an_existing_account(app, runner, api, events):
+    user_id = api.register(email="promote@example.com")["user"]["id"]
+    for _ in range(2):  # a second promotion changes nothing
+        result = runner.invoke(args=["users", "create-admin", "promote@example.com", "--password", "ignored"])
+        assert result.exit_code == 0 and "promoted" in result.output
     with app.app_context():
         user = db.session.execute(select(User).where(User.email_key == "promote@example.com")).unique().scalar_one()
         assert user.role == "admin" and user.version == 2
+        [changed] = db.session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "role_changed")).all()
+        assert changed.user_id == user_id and changed.detail == {"role": "admin"}
+    assert (user_id, "entity:updated", {"entity": "user", "id": user_id, "version": 2, "fields": ["role"]}) in events
     assert api.login(email="promote@example.com")["user"]["role"] == "admin"
 
 

@@ -220,3 +220,14 @@ def test_a_taken_over_address_cannot_undo_the_owners_revert(app, api, alice, smt
     assert api.post("/auth/email/revert", {"token": to_a}).status_code == 200
     problem(api.post("/auth/email/revert", {"token": to_b}), 400, "invalid_code")
     assert user_row(app, alice["id"]).email == "alice@example.com"
+
+
+def test_concurrent_uses_of_one_revert_link_act_once(app, api, alice, smtp_sink, leg):
+    if leg != "postgres":
+        pytest.skip("concurrent writers: the PostgreSQL leg")
+    ask(api, alice, "twice@example.com")
+    confirm(api, alice, mailed_code(app, smtp_sink, "twice@example.com"))
+    token = revert_token(app, smtp_sink, "alice@example.com")
+    statuses = at_once(app, 6, lambda client: client.post("/auth/email/revert", json={"token": token}).status_code)
+    assert sorted(statuses) == [200] + [400] * 5
+    assert len(kinds(app, alice["id"], "email_reverted")) == 1

@@ -14,6 +14,7 @@ from gatehouse.clock import now
 from gatehouse.extensions import db
 from gatehouse.models import LinkToken, SecurityEvent, Session, User
 from tests.actions import PASSWORD, problem
+from tests.concurrency import at_once
 from tests.smtp import deliver, mail_settings, text_of
 
 NEW_SIGN_IN = "New sign-in to your Gatehouse account"
@@ -144,3 +145,14 @@ def test_a_sign_in_elsewhere_reaches_the_users_own_sockets_as_security_event(ser
         stranger.next_event("security:event", timeout=1)
     sock.close()
     stranger.close()
+
+
+def test_concurrent_uses_of_one_not_me_link_act_once(app, api, smtp_sink, erin, leg):
+    if leg != "postgres":
+        pytest.skip("concurrent writers: the PostgreSQL leg")
+    sign_in(api, device=PHONE)
+    token = not_me_token(alerts(app, smtp_sink)[0])
+    statuses = at_once(app, 6, lambda client: client.post("/auth/not-me", json={"token": token}).status_code)
+    assert sorted(statuses) == [200] + [400] * 5
+    with app.app_context():
+        assert len(db.session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "not_me")).all()) == 1

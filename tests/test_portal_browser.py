@@ -120,3 +120,30 @@ def test_every_page_fits_a_375_px_phone(page, smtp_sink, tmp_path):
         fits_the_phone(page)
     page.screenshot(path=tmp_path / "security.png", full_page=True)
     assert page.refused == []
+
+
+def test_the_activity_page_after_sign_ins_from_two_user_agents(page, server, smtp_sink):
+    """Chromium's own sign-in and an app's (another user agent) both read in words; the app's session
+    is signed out from its row."""
+    import requests
+
+    register(page, smtp_sink, "tim@example.com")
+    app_agent = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) " \
+                "Version/17.0 Mobile/15E148 Safari/604.1"
+    signed = requests.post(f"{server}/auth/login", json={"email": "tim@example.com", "password": PASSWORD},
+                           headers={"User-Agent": app_agent}, timeout=10)
+    assert signed.status_code == 200
+    page.get_by_role("link", name="Activity").click()
+    page.wait_for_url("**/account/activity")
+    rows = page.locator(".timeline li")
+    assert "Signed in from Mobile Safari on iOS · 127.0.0.1 ·" in rows.nth(0).inner_text()
+    shown = [rows.nth(i).inner_text() for i in range(rows.count())]
+    assert any(row.startswith("Signed in from HeadlessChrome on Linux · 127.0.0.1 ·") for row in shown), shown
+    fits_the_phone(page)
+    assert page.refused == []
+    rows.nth(0).get_by_role("button", name="Sign out this session").click()
+    page.wait_for_url("**/account/activity")
+    assert page.get_by_role("status").inner_text() == "The session was signed out."
+    refused = requests.get(f"{server}/users/me", timeout=10,
+                           headers={"Authorization": f"Bearer {signed.json()['tokens']['accessToken']}"})
+    assert refused.status_code == 401 and refused.json()["code"] == "token_revoked"

@@ -13,6 +13,7 @@ from gatehouse.models import SecurityEvent
 from gatehouse.services import housekeeping
 from tests.actions import PASSWORD, problem
 from tests.authenticator import Authenticator
+from tests.concurrency import at_once
 from tests.mfa import code, password_step, verify
 from tests.smtp import deliver, last_code, mail_settings
 from tests.test_admin import set_role
@@ -262,3 +263,13 @@ def test_rows_older_than_the_retention_go_at_housekeeping(app, api, carol, clock
         removed = housekeeping.run(datetime.now(timezone.utc))
     assert removed["security_events"] == 1
     assert [e.kind for e in rows(app, carol["id"])] == ["signed_in"]  # the newer sign-in's
+
+
+def test_concurrent_revocations_of_one_session_record_it_once(app, api, carol, leg):
+    if leg != "postgres":
+        pytest.skip("concurrent writers: the PostgreSQL leg")
+    other = api.login(email="carol@example.com")["session"]["id"]
+    statuses = at_once(app, 6, lambda client: client.delete(
+        f"/users/me/sessions/{other}", headers={"Authorization": f"Bearer {carol['token']}"}).status_code)
+    assert sorted(statuses) == [204] + [404] * 5
+    assert len(rows(app, carol["id"], "session_revoked")) == 1

@@ -172,12 +172,14 @@ def _rotate(refresh_token: str, now: datetime) -> SignIn:
         if reused is not None:  # a spent token again: the whole family is compromised
             security_events.record(reused.user_id, "refresh_token_reused", now, session_id=reused.id,
                                    device_id=reused.device_id)
-            sessions.revoke(reused.user_id, [reused.id], now)  # commits the event with the revocation
+            sessions.revoke(reused.user_id, [reused.id], now)
+            db.session.commit()
         raise error
     session, user = sessions.with_user(session_id)
     if not user.active:
         db.session.rollback()
         sessions.revoke(user.id, [session.id], now)
+        db.session.commit()
         raise TokenRevoked()
     pair = tokens.issue(user, session, now)
     db.session.commit()
@@ -191,3 +193,4 @@ def logout(caller: sessions.Caller, *, all_sessions: bool, now: datetime) -> Non
         sessions.revoke_all(caller.user.id, now)
     else:
         sessions.revoke(caller.user.id, [caller.session.id], now)
+    db.session.commit()

@@ -10,7 +10,7 @@ from gatehouse.errors import Forbidden, NotFound
 from gatehouse.extensions import db
 from gatehouse.models import Subscription, User
 from gatehouse.params import AdminUserPatch, AdminUsersQuery, SubscriptionPatch, email_key, row_id, username_key
-from gatehouse.realtime.bus import publish
+from gatehouse.realtime.bus import publish_after_commit
 from gatehouse.services import cursors, security_events, sessions
 from gatehouse.services.last_admin import is_active_admin, keep_an_admin, lock_active_admins
 from gatehouse.services.profile import _bump_version as bump_version
@@ -122,11 +122,26 @@ def update_user(user_id: str, patch: AdminUserPatch, *, now: datetime) -> User:
         security_events.record(user_id, "disabled" if user.disabled else "enabled", now,
                                client=security_events.BY_ADMIN)
     if "disabled" in changed and user.disabled:
-        sessions.revoke_all(user_id, now)  # commits the change together with the revocation
-    else:
-        db.session.commit()
-    publish(user_id, "entity:updated", {"entity": "user", "id": user_id, "version": version, "fields": changed})
+        sessions.revoke_all(user_id, now)  # the user's tokens die with the change
+    publish_after_commit(user_id, "entity:updated", {"entity": "user", "id": user_id, "version": version,
+                                                      "fields": changed})
+    db.session.commit()
     return user
+
+
+def promote(user_id: str, *, now: datetime) -> None:
+    """Make the account an admin (`users create-admin` on an existing address): the same version bump,
+    `role_changed` and `entity:updated` as an admin's PATCH; an admin already stays as it is."""
+    version = bump_version(user_id, None, now)
+    user = current(user_id)
+    if user.role == "admin":
+        db.session.rollback()
+        return
+    user.role = "admin"
+    security_events.record(user_id, "role_changed", now, client=security_events.BY_ADMIN, detail={"role": "admin"})
+    publish_after_commit(user_id, "entity:updated", {"entity": "user", "id": user_id, "version": version,
+                                                      "fields": ["role"]})
+    db.session.commit()
 
 
 def delete_user(user_id: str, *, now: datetime) -> None:
@@ -142,7 +157,8 @@ def delete_user(user_id: str, *, now: datetime) -> None:
         keep_an_admin(user_id, "id")
     user.deleted_at = now
     security_events.record(user_id, "account_deleted", now, client=security_events.BY_ADMIN, detail={"byAdmin": True})
-    sessions.revoke_all(user_id, now)  # commits the deletion together with the revocation
+    sessions.revoke_all(user_id, now)
+    db.session.commit()
 
 
 def restore_user(user_id: str, *, now: datetime) -> User:

@@ -91,8 +91,8 @@ def not_me(token: str, now: datetime) -> None:
     db.session.execute(update(User).where(User.id == row.user_id, User.password_locked_at.is_(None))
                        .values(password_locked_at=now).execution_options(synchronize_session=False))
     security_events.record(row.user_id, "not_me", now, session_id=row.session_id)
-    sessions.revoke(row.user_id, [row.session_id], now)  # commits the lock and the event with the revocation
-    db.session.commit()  # when the session had ended already
+    sessions.revoke(row.user_id, [row.session_id], now)
+    db.session.commit()
 
 
 def reported_session(token: str, now: datetime) -> Session | None:

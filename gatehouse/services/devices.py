@@ -37,8 +37,6 @@ def forget(user_id: str, device_id: str, now: datetime) -> bool:
         security_events.record(user_id, "session_revoked", now, session_id=session_id,
                                detail={"reason": "device_forgotten"})
     db.session.execute(delete(Device).where(Device.id == device_id, Device.user_id == user_id))
-    if on_device:
-        sessions.revoke(user_id, on_device, now)  # commits the removal together with the revocation
-    else:
-        db.session.commit()
+    sessions.revoke(user_id, on_device, now)
+    db.session.commit()
     return True

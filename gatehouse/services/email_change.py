@@ -122,4 +122,5 @@ def revert(token: str, now: datetime) -> None:
     except RateLimited:  # codes were mailed this hour already; "Forgot password" sends one later
         pass
     _announce(row.user_id, version)
-    sessions.revoke_all(row.user_id, now)  # commits the address, the lock and the event with the revocation
+    sessions.revoke_all(row.user_id, now)
+    db.session.commit()

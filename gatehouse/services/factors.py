@@ -18,7 +18,7 @@ from gatehouse.extensions import db
 from gatehouse.models import MfaTotp, Passkey, RecoveryCode, User
 from gatehouse.models.types import new_id
 from gatehouse.outbox import enqueue
-from gatehouse.realtime.bus import publish
+from gatehouse.realtime.bus import publish_after_commit
 from gatehouse.security import factors as secrets_
 from gatehouse.security.tokens import keyed_hash
 from gatehouse.services import security_events, sessions
@@ -93,11 +93,10 @@ def changed(user: User, keep_session_id: str | None, template: str, context: dic
     security_events.record(user.id, event, now, session_id=keep_session_id, detail=detail,
                            client=security_events.BY_ADMIN if keep_session_id is None else None)
     version = bump_version(user.id, None, now)
-    if keep_session_id is None:
-        sessions.revoke_all(user.id, now)  # commits
-    else:
-        sessions.revoke_all(user.id, now, except_id=keep_session_id)  # commits
-    publish(user.id, "entity:updated", {"entity": "user", "id": user.id, "version": version, "fields": ["mfa"]})
+    sessions.revoke_all(user.id, now, except_id=keep_session_id)
+    publish_after_commit(user.id, "entity:updated", {"entity": "user", "id": user.id, "version": version,
+                                                      "fields": ["mfa"]})
+    db.session.commit()
 
 
 ADDED, REMOVED = "added to", "removed from"

@@ -158,8 +158,9 @@ def update_password(caller: sessions.Caller, params: PasswordChangeParams, *, no
     enqueue("password-changed", user.email,
             {"changed_at": iso_z(now), "signed_out_everywhere": False},
             now=now, user_id=user.id)
-    # revoke_all commits the new hash and the notice together with the revocation: one transaction.
-    return sessions.revoke_all(user.id, now, except_id=caller.session.id)
+    revoked = sessions.revoke_all(user.id, now, except_id=caller.session.id)
+    db.session.commit()  # the new hash, the notice and the revocations: one transaction
+    return revoked
 
 
 def delete_account(caller: sessions.Caller, password: str, *, now: datetime) -> None:
@@ -174,5 +175,5 @@ def delete_account(caller: sessions.Caller, password: str, *, now: datetime) -> 
         keep_an_admin(user.id, "role")
     security_events.record(user.id, "account_deleted", now, session_id=caller.session.id,
                            device_id=caller.session.device_id)
-    # revoke_all commits the deletion together with the revocation of every session.
     sessions.revoke_all(user.id, now)
+    db.session.commit()

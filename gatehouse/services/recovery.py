@@ -98,9 +98,8 @@ def reset_password(params: ResetPasswordParams, now: datetime) -> None:
     outbox.enqueue("password-changed", user.email,
                    {"changed_at": iso_z(now), "signed_out_everywhere": True},
                    now=now, user_id=user.id)
-    # revoke_all commits: the used code, the new password, the notice and the revocations land
-    # together, and session:revoked is published after the commit.
     sessions.revoke_all(user.id, now)
+    db.session.commit()  # the used code, the new password, the notice and the revocations together
 
 
 def verify_email(user: User, code: str, now: datetime) -> User:

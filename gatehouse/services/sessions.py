@@ -12,7 +12,7 @@ from gatehouse.extensions import db
 from gatehouse.models import Device, RefreshToken, Session, User
 from gatehouse.models.types import new_id
 from gatehouse.params import DeviceParams, row_id
-from gatehouse.realtime.bus import publish
+from gatehouse.realtime.bus import publish_after_commit
 from gatehouse.services import security_events, tokens
 from gatehouse.services.security_events import stored_address, stored_user_agent
 from gatehouse.services.runtime import setting
@@ -110,6 +110,7 @@ def resume(session_id: str | None, now: datetime) -> Caller:
     caller = live_caller(session_id, now, kind="portal")
     if now - caller.session.last_seen_at > timedelta(seconds=setting("PORTAL_IDLE_SECONDS")):
         revoke(caller.user.id, [caller.session.id], now)
+        db.session.commit()
         raise TokenRevoked("The session ended after a time without activity; sign in again.")
     return caller
 
@@ -133,16 +134,14 @@ def _revoke(user_id: str, now: datetime, *conditions) -> list[str]:
         db.session.execute(update(RefreshToken)
                            .where(RefreshToken.session_id.in_(revoked), RefreshToken.revoked_at.is_(None))
                            .values(revoked_at=now))
-    db.session.commit()
     for session_id in revoked:
-        publish(user_id, "session:revoked", {"sessionId": session_id})
+        publish_after_commit(user_id, "session:revoked", {"sessionId": session_id})
     return list(revoked)
 
 
 def revoke(user_id: str, session_ids: list[str], now: datetime) -> list[str]:
-    """Revoke these sessions of the user (others' ids are ignored) and their refresh tokens.
-
-    Commits, publishes `session:revoked`, and returns the ids that were live until now.
+    """Revoke these sessions of the user (others' ids are ignored) and their refresh tokens, in the
+    caller's transaction; `session:revoked` goes out when it commits. The ids that were live until now.
     """
     if not session_ids:
         return []
@@ -169,10 +168,13 @@ def revoke_one(user_id: str, session_id: str, now: datetime) -> bool:
     session_id = row_id(session_id)
     if session_id is None:
         return False
-    live = db.session.scalar(select(Session).where(Session.id == session_id, Session.user_id == user_id,
-                                                   Session.revoked_at.is_(None)).with_for_update())
+    # Locked, so that of two concurrent revocations of one session only one records it.
+    live = db.session.execute(select(Session.id, Session.device_id).where(
+        Session.id == session_id, Session.user_id == user_id, Session.revoked_at.is_(None)).with_for_update()).first()
     if live is None:
         db.session.rollback()
         return False
     security_events.record(user_id, "session_revoked", now, session_id=session_id, device_id=live.device_id)
-    return bool(revoke(user_id, [session_id], now))  # commits the event with the revocation
+    revoked = revoke(user_id, [session_id], now)
+    db.session.commit()
+    return bool(revoked)
