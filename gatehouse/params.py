@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 
 from gatehouse.errors import PreconditionFailed, ValidationFailed
 from gatehouse.i18n import N_
+from gatehouse.security import passwords
 
 
 def _document_non_null(schema: dict, model: type[Params]) -> None:
@@ -255,7 +256,7 @@ def _zone_names() -> dict:
 
 # The json_schema_extra of each type documents what its validator enforces (in /openapi.json).
 Email = Annotated[str, Field(max_length=320, json_schema_extra={"format": "idn-email"}), AfterValidator(_email)]
-Password = Annotated[str, Field(min_length=1, max_length=4096)]
+Password = Annotated[str, Field(min_length=1, max_length=passwords.MAX_LENGTH)]
 Username = Annotated[str, Field(max_length=32, json_schema_extra={"pattern": f"^{USERNAME_RE.pattern}$",
                                                                    "minLength": 3}), AfterValidator(_username)]
 # No control character (Cc) anywhere, and one character at least that str.strip() keeps.

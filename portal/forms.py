@@ -51,7 +51,6 @@ class ForgotPasswordForm(FlaskForm):
 
 
 class ResetPasswordForm(FlaskForm):
-    aliases = {"password": "new_password"}
     code_fields = {"invalid_code": "code"}
     email = _email()
     code = _code()

@@ -152,8 +152,15 @@ def make_config(leg, request, tmp_path):
 
 
 @pytest.fixture
-def config(make_config) -> dict:
-    return make_config()
+def config(make_config, request) -> dict:
+    """This test's settings. A test marked `mail` (overrides as the marker's keywords) sends its mail to
+    the SMTP sink of tests/smtp.py, delivered when the test says."""
+    marker = request.node.get_closest_marker("mail")
+    if marker is None:
+        return make_config()
+    from tests.smtp import mail_settings
+
+    return make_config(**mail_settings(request.getfixturevalue("smtp_sink")), **marker.kwargs)
 
 
 def close(app) -> None:

@@ -1,5 +1,4 @@
 """/admin/users: admins only (token and account), listing with filters and keyset pages, changes, delete, restore."""
-import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -9,6 +8,7 @@ from sqlalchemy import select, update
 from gatehouse.extensions import db
 from gatehouse.models import RefreshToken, Session, Subscription, User
 from tests.actions import bearer, problem
+from tests.concurrency import each_at_once
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -349,21 +349,12 @@ def test_the_admin_list_documents_its_query_parameters(client):
 
 def test_two_admins_demoting_each_other_at_once_leave_one_admin(app, api, admin, make_admin):
     second = make_admin()
-    barrier = threading.Barrier(2)
-    statuses = []
 
-    def demote(token: str, target: str):
-        client = app.test_client()
-        barrier.wait(timeout=30)
-        response = client.patch(f"/admin/users/{target}", json={"role": "user"}, headers=bearer(token))
-        statuses.append(response.status_code)
+    def demote(client, pair):
+        token, target = pair
+        return client.patch(f"/admin/users/{target}", json={"role": "user"}, headers=bearer(token)).status_code
 
-    threads = [threading.Thread(target=demote, args=(admin["token"], second["id"])),
-               threading.Thread(target=demote, args=(second["token"], admin["id"]))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = each_at_once(app, [(admin["token"], second["id"]), (second["token"], admin["id"])], demote)
     assert sorted(statuses)[0] == 200 and sorted(statuses)[1] in (403, 422), statuses
     with app.app_context():
         admins = db.session.scalars(select(User.id).where(User.role == "admin")).all()

@@ -22,9 +22,7 @@ NEW_PASSWORD = "a brand new passphrase 42"
 HOUR, DAY = 3600, 86400
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink), ACCESS_TOKEN_TTL="7200")  # tokens outlive the hour
+pytestmark = pytest.mark.mail(ACCESS_TOKEN_TTL="7200")  # tokens outlive the hour
 
 
 def wrong(code: str) -> str:

@@ -15,7 +15,7 @@ from gatehouse.extensions import db
 from gatehouse.models import SecurityEvent, Session, User
 from tests.actions import PASSWORD, problem
 from tests.concurrency import at_once
-from tests.smtp import deliver, last_code, mail_settings, text_of
+from tests.smtp import deliver, last_code, text_of
 
 CODE_MAIL = "Confirm your new email address"
 NOTICE = "email address of your Gatehouse account was changed"
@@ -23,9 +23,7 @@ RESET = "Reset your Gatehouse password"
 NEW_PASSWORD = "a brand new passphrase 42"
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink), ACCESS_TOKEN_TTL="7200")  # tokens outlive the code
+pytestmark = pytest.mark.mail(ACCESS_TOKEN_TTL="7200")  # tokens outlive the code
 
 
 @pytest.fixture

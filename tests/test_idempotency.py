@@ -1,7 +1,6 @@
 """Idempotency-Key on every write: claim, replay, refusals, sealed token responses, purge."""
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from gatehouse.models import IdempotencyKey, User
 from gatehouse.services import idempotency
 from gatehouse.services.idempotency import Attempt
 from tests.actions import PASSWORD, bearer, problem
+from tests.concurrency import at_once
 from tests.conftest import POSTGRES_LEG
 
 KEY = {"Idempotency-Key": "key-1"}
@@ -209,21 +209,11 @@ def test_reads_ignore_the_header(app, client, api):
 @pytest.mark.skipif(not POSTGRES_LEG, reason="needs PostgreSQL")
 @pytest.mark.parametrize("leg", ["postgres"], indirect=True)
 def test_ten_concurrent_requests_with_one_key_run_the_work_once(app):
-    barrier = threading.Barrier(10)
-    results = []
-
-    def attempt():
-        client = app.test_client()
-        barrier.wait()
+    def attempt(client):
         response = register(client)
-        results.append((response.status_code, response.headers.get("Idempotent-Replayed"),
-                        response.get_json().get("code")))
+        return response.status_code, response.headers.get("Idempotent-Replayed"), response.get_json().get("code")
 
-    threads = [threading.Thread(target=attempt) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    results = at_once(app, 10, attempt)
     assert len(results) == 10
     ran = [r for r in results if r == (201, None, None)]
     others = [r for r in results if r != (201, None, None)]

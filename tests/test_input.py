@@ -22,7 +22,7 @@ def test_body_of_exactly_64_kib_is_read(client):
     filler = "x" * (64 * 1024 - len(json.dumps({"email": "", "password": ""})) - len("a@example.com"))
     body = json.dumps({"email": "a@example.com", "password": filler})
     assert len(body.encode()) == 64 * 1024
-    # Read and validated (the password is over the 4096-character bound), not refused as too large.
+    # Read and validated (the password is over the 1,024-character bound), not refused as too large.
     problem(post_raw(client, body), 422, "validation_failed")
 
 

@@ -15,7 +15,7 @@ from babel.messages.pofile import read_po
 
 from gatehouse import i18n
 from tests.actions import PASSWORD
-from tests.smtp import deliver, html_of, mail_settings, text_of
+from tests.smtp import deliver, html_of, text_of
 from tests.test_portal import CSRF_RE, Portal, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,9 +24,7 @@ SHIPPED = [language for language in i18n.LANGUAGES if language != i18n.DEFAULT]
 KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "N_": None}
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink))
+pytestmark = pytest.mark.mail
 
 
 @pytest.fixture

@@ -15,16 +15,14 @@ from gatehouse.extensions import db
 from gatehouse.models import LinkToken, SecurityEvent, Session, User
 from tests.actions import PASSWORD, problem
 from tests.concurrency import at_once
-from tests.smtp import deliver, mail_settings, text_of
+from tests.smtp import deliver, text_of
 
 NEW_SIGN_IN = "New sign-in to your Gatehouse account"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 PHONE = {"id": "phone-1", "name": "Pixel", "platform": "android"}
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink), ACCESS_TOKEN_TTL="86400")
+pytestmark = pytest.mark.mail(ACCESS_TOKEN_TTL="86400")
 
 
 @pytest.fixture

@@ -24,9 +24,7 @@ from tests.servers import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink))
+pytestmark = pytest.mark.mail
 
 
 def rows(app) -> list[OutboxMessage]:

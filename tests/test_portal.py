@@ -13,7 +13,7 @@ from gatehouse.extensions import db
 from gatehouse.models import Session, User
 from gatehouse.web import HTML_CSP
 from tests.actions import PASSWORD, Api, bearer
-from tests.smtp import deliver, last_code, mail_settings
+from tests.smtp import deliver, last_code
 
 VERIFY = "Confirm your email address"
 RESET = "Reset your Gatehouse password"
@@ -21,9 +21,7 @@ NEW_PASSWORD = "a brand new passphrase for the portal"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink))
+pytestmark = pytest.mark.mail
 
 
 class Portal:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from gatehouse.extensions import db
 from gatehouse.models import Session, User
 from tests.actions import PASSWORD, Api
-from tests.smtp import deliver, last_code, mail_settings, text_of
+from tests.smtp import deliver, last_code, text_of
 from tests.test_portal import CSRF_RE, Portal, text
 
 CODE_MAIL = "Confirm your new email address"
@@ -18,9 +18,7 @@ NOTICE = "email address of your Gatehouse account was changed"
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink))
+pytestmark = pytest.mark.mail
 
 
 @pytest.fixture

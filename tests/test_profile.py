@@ -1,7 +1,6 @@
 """GET and PATCH /users/me: field rules, read-only fields, versions, ETag / If-Match, events."""
 from __future__ import annotations
 
-import threading
 
 import pytest
 from flask_jwt_extended import decode_token
@@ -9,6 +8,7 @@ from flask_jwt_extended import decode_token
 from gatehouse.extensions import db
 from gatehouse.models import User
 from tests.actions import Api, bearer, problem
+from tests.concurrency import each_at_once
 
 
 @pytest.fixture
@@ -175,19 +175,8 @@ def test_concurrent_claims_of_one_username_leave_one_owner(app, leg):
     if leg != "postgres":
         pytest.skip("concurrent writers: the PostgreSQL leg")
     tokens = [Api(app.test_client()).register()["tokens"]["accessToken"] for _ in range(6)]
-    barrier = threading.Barrier(len(tokens))
-    statuses = []
-
-    def claim(token):
-        client = app.test_client()
-        barrier.wait()
-        statuses.append(client.patch("/users/me", json={"username": "wanted"}, headers=bearer(token)).status_code)
-
-    threads = [threading.Thread(target=claim, args=(t,)) for t in tokens]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = each_at_once(app, tokens, lambda client, token: client.patch(
+        "/users/me", json={"username": "wanted"}, headers=bearer(token)).status_code)
     assert sorted(statuses) == [200] + [409] * 5
     with app.app_context():
         assert db.session.query(User).filter(User.username_key == "wanted").count() == 1
@@ -275,21 +264,11 @@ def test_a_refused_field_with_a_stale_etag_reports_the_field(api, me):
 # ---- concurrency (PostgreSQL) ------------------------------------------------------------------
 
 def _race(app, token, bodies, headers=None):
-    barrier = threading.Barrier(len(bodies))
-    results = []
-
-    def patch(body):
-        client = app.test_client()
-        barrier.wait()
+    def patch(client, body):
         response = client.patch("/users/me", json=body, headers={**bearer(token), **(headers or {})})
-        results.append((response.status_code, response.get_json()))
+        return response.status_code, response.get_json()
 
-    threads = [threading.Thread(target=patch, args=(body,)) for body in bodies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return each_at_once(app, bodies, patch)
 
 
 def test_concurrent_patches_each_get_their_own_version(app, me, events, leg):

@@ -153,6 +153,7 @@ def test_locale_and_timezone_are_canonical(api):
 
 
 def test_no_tokens_or_rows_when_registration_fails(app, api):
-    api.client.post("/auth/register", json={"email": "weak@example.com", "password": "short"})
+    problem(api.client.post("/auth/register", json={"email": "weak@example.com", "password": "short"}), 422,
+            "password_too_weak")
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 0

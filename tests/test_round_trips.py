@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import time_machine
 
 from gatehouse.clock import now
@@ -30,11 +31,12 @@ def test_auth_me_is_one_read_and_writes_nothing_within_a_minute(app, api):
     assert seen.verbs() == ["SELECT sessions"] * 3
 
 
-def test_auth_me_renews_last_seen_with_one_update_once_a_minute(app, api):
+@pytest.mark.parametrize("path", ["/auth/me", "/users/me"])
+def test_a_read_of_the_caller_renews_last_seen_with_one_update_once_a_minute(app, api, path):
     access = api.register(email="seen@example.com")["tokens"]["accessToken"]
     for minutes, expected in [(0.9, ["SELECT sessions"]), (1, ["SELECT sessions", "UPDATE sessions", "COMMIT"])]:
         with time_machine.travel(now() + timedelta(minutes=minutes)), recording(app) as seen:
-            assert api.get("/auth/me", access).status_code == 200
+            assert api.get(path, access).status_code == 200
         assert seen.verbs() == expected, minutes
 
 

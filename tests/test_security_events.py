@@ -15,7 +15,7 @@ from tests.actions import PASSWORD, problem
 from tests.authenticator import Authenticator
 from tests.concurrency import at_once
 from tests.mfa import code, password_step, verify
-from tests.smtp import deliver, last_code, mail_settings
+from tests.smtp import deliver, last_code
 from tests.test_admin import set_role
 
 T0 = datetime(2026, 5, 4, 9, 0, tzinfo=timezone.utc)
@@ -23,9 +23,7 @@ NEW_PASSWORD = "a brand new passphrase 42"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
-@pytest.fixture
-def config(make_config, smtp_sink):
-    return make_config(**mail_settings(smtp_sink))
+pytestmark = pytest.mark.mail
 
 
 @pytest.fixture

@@ -30,19 +30,20 @@ def common_passwords() -> frozenset[str]:
 
 
 def check_policy(password: str, *, min_length: int, email: str | None = None,
-                 username: str | None = None) -> None:
-    """Raise PasswordTooWeak with the reason; no composition rules, never truncated."""
+                 username: str | None = None, field: str = "password") -> None:
+    """Raise PasswordTooWeak with the reason, against `field` (the body's name of the new password);
+    no composition rules, never truncated."""
     text = normalize(password)
     if len(text) < min_length:
         raise PasswordTooWeak(f"The password must be at least {min_length} characters long.",
-                              errors=[{"field": "password", "message": f"must be at least {min_length} characters"}])
+                              errors=[{"field": field, "message": f"must be at least {min_length} characters"}])
     if len(text) > MAX_LENGTH:
         raise PasswordTooWeak(f"The password must be at most {MAX_LENGTH} characters long.",
-                              errors=[{"field": "password", "message": f"must be at most {MAX_LENGTH} characters"}])
+                              errors=[{"field": field, "message": f"must be at most {MAX_LENGTH} characters"}])
     folded = text.casefold()
     if folded in common_passwords():
         raise PasswordTooWeak(N_("This password is too common."),
-                              errors=[{"field": "password", "message": N_("is too common")}])
+                              errors=[{"field": field, "message": N_("is too common")}])
     personal = []
     if email:
         personal.append(email.split("@", 1)[0].casefold())
@@ -52,7 +53,7 @@ def check_policy(password: str, *, min_length: int, email: str | None = None,
         # Very short local parts ("jo@...") would refuse half of all passwords; equality still counts.
         if folded == word or (len(word) >= 3 and word in folded):
             raise PasswordTooWeak(N_("The password must not contain your email address or username."),
-                                  errors=[{"field": "password",
+                                  errors=[{"field": field,
                                            "message": N_("must not contain your email or username")}])
 
 

@@ -37,6 +37,14 @@ def _taken(exc: IntegrityError) -> Exception:
     return exc
 
 
+def hash_new_password(password: str, *, email: str, username: str | None, field: str = "password") -> str:
+    """The argon2id hash of a new password once it passes the policy (PASSWORD_MIN_LENGTH, not common,
+    not the account's email or username); PasswordTooWeak names `field`. A password change and a
+    reset both set theirs through here (a new account checks the policy before its address)."""
+    check_policy(password, min_length=setting("PASSWORD_MIN_LENGTH"), email=email, username=username, field=field)
+    return hasher().hash(password)
+
+
 def new_user(*, email: str, password: str, now: datetime, username: str | None = None,
              display_name: str | None = None, region: str | None = None, currency: str | None = None,
              locale: str | None = None, timezone: str | None = None, role: str = "user") -> User:

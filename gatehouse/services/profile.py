@@ -8,17 +8,16 @@ from sqlalchemy.exc import IntegrityError
 
 from gatehouse import regions
 from gatehouse.clock import iso_z
-from gatehouse.errors import PasswordTooWeak, PreconditionFailed, UsernameTaken
+from gatehouse.errors import PreconditionFailed, UsernameTaken
 from gatehouse.extensions import db
 from gatehouse.models import User, UserSettings
 from gatehouse.outbox import enqueue
 from gatehouse.params import PasswordChangeParams, ProfilePatch, username_key
 from gatehouse.realtime.bus import publish
-from gatehouse.security.passwords import check_policy
 from gatehouse.services import security_events, sessions
-from gatehouse.services.accounts import verify_current_password
+from gatehouse.services.accounts import hash_new_password, verify_current_password
 from gatehouse.services.last_admin import is_active_admin, keep_an_admin, lock_active_admins
-from gatehouse.services.runtime import hasher, setting
+from gatehouse.services.runtime import setting
 
 # Top-level fields taken as given (camelCase name, column); region, currency and preferences have rules.
 PLAIN_FIELDS = (("username", "username"), ("displayName", "display_name"), ("avatarUrl", "avatar_url"),
@@ -145,13 +144,8 @@ def update_password(caller: sessions.Caller, params: PasswordChangeParams, *, no
     """Change the password; every other session is revoked and a notice is mailed. The revoked ids."""
     user = caller.user
     verify_current_password(user, params.current_password, now)
-    try:
-        check_policy(params.new_password, min_length=setting("PASSWORD_MIN_LENGTH"), email=user.email,
-                     username=user.username)
-    except PasswordTooWeak as exc:
-        exc.errors = [{**error, "field": "newPassword"} for error in exc.errors]
-        raise
-    user.password_hash = hasher().hash(params.new_password)
+    user.password_hash = hash_new_password(params.new_password, email=user.email, username=user.username,
+                                           field="newPassword")
     security_events.record(user.id, "password_changed", now, session_id=caller.session.id,
                            device_id=caller.session.device_id)
     # The caller's own session stays signed in, so the notice does not say "signed out everywhere".

@@ -15,10 +15,10 @@ from gatehouse.extensions import db
 from gatehouse.models import User
 from gatehouse.params import ForgotPasswordParams, ResetPasswordParams, email_key
 from gatehouse.realtime.bus import publish
-from gatehouse.security.passwords import check_policy
 from gatehouse.security.tokens import keyed_hash, new_code
 from gatehouse.services import codes, security_events, sessions, throttle
-from gatehouse.services.runtime import hasher, hmac_key, sealer, setting
+from gatehouse.services.accounts import hash_new_password
+from gatehouse.services.runtime import hmac_key, sealer, setting
 
 # forgot_password answers no sooner than this, known address or not, so the database writes of a
 # known one do not show in the response time (the decoy work alone leaves a gap of about a millisecond).
@@ -84,14 +84,14 @@ def reset_password(params: ResetPasswordParams, now: datetime) -> None:
         db.session.rollback()
         raise InvalidCode()
     try:
-        check_policy(params.new_password, min_length=setting("PASSWORD_MIN_LENGTH"), email=user.email,
-                     username=user.username)
+        password_hash = hash_new_password(params.new_password, email=user.email, username=user.username,
+                                          field="newPassword")
     except PasswordTooWeak:
         db.session.rollback()
         raise
     db.session.execute(
         update(User).where(User.id == user.id)
-        .values(password_hash=hasher().hash(params.new_password), password_locked_at=None, updated_at=now)
+        .values(password_hash=password_hash, password_locked_at=None, updated_at=now)
         .execution_options(synchronize_session=False))
     throttle.clear(user)  # a reset ends the backoff and the lockout
     security_events.record(user.id, "password_reset", now)
