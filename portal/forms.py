@@ -109,19 +109,20 @@ class PasswordChangeForm(FlaskForm):
 class DeleteAccountForm(FlaskForm):
     code_fields = {"invalid_credentials": "password"}
     password = _password(_l("Password"), "current-password")
-    password = _password("Password", "current-password")
 
 
 # ---- two-step verification and passkeys --------------------------------------------------------
 # `credential` holds the WebAuthn JSON the passkey script (static/passkeys.js) writes before submitting.
 
-def _second_factor_code(label: str = "Code from your authenticator app, or a recovery code") -> StringField:
-    return _text(label, "one-time-code", spellcheck="false", autocapitalize="none", maxlength="32")
+def _second_factor_code() -> StringField:
+    return _text(_l("Code from your authenticator app, or a recovery code"), "one-time-code", spellcheck="false",
+                 autocapitalize="none", maxlength="32")
 
 
 class TotpConfirmForm(FlaskForm):
     code_fields = {"invalid_mfa_code": "code"}
-    code = _text("6-digit code from the app", "one-time-code", inputmode="numeric", maxlength="6", spellcheck="false")
+    code = _text(_l("6-digit code from the app"), "one-time-code", inputmode="numeric", maxlength="6",
+                 spellcheck="false")
 
 
 class SecondStepForm(FlaskForm):
@@ -132,14 +133,14 @@ class SecondStepForm(FlaskForm):
 
 class ReauthenticateForm(FlaskForm):
     code_fields = {"invalid_credentials": "password", "invalid_mfa_code": "code", "webauthn_failed": "code"}
-    password = _password("Password", "current-password")
+    password = _password(_l("Password"), "current-password")
     code = _second_factor_code()
     credential = HiddenField()
 
 
 class PasskeyForm(FlaskForm):
     code_fields = {"webauthn_failed": "name", "factor_exists": "name"}
-    name = _text("Passkey name", "off", maxlength="100", placeholder="e.g. Work laptop")
+    name = _text(_l("Passkey name"), "off", maxlength="100", placeholder=_l("e.g. Work laptop"))
     credential = HiddenField()
 
 

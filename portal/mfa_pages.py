@@ -9,15 +9,17 @@ from typing import Callable
 from urllib.parse import quote
 
 from flask import flash, jsonify, redirect, request, session, url_for
+from flask_babel import gettext
 
 from gatehouse.clock import now
 from gatehouse.errors import GatehouseError, ReauthenticationRequired, ValidationFailed
+from gatehouse.i18n import N_
 from gatehouse.params import (MfaVerifyParams, PasskeyLoginParams, PasskeyParams,
                               ReauthenticateParams, TotpConfirmParams, parse)
 from gatehouse.services import factors, passkeys, stepup
 from portal import bp, signin
 from portal.forms import (PasskeyForm, PasskeyLoginForm, ReauthenticateForm, SecondStepForm, TotpConfirmForm)
-from portal.pages import entered, form_post, given, page, refused
+from portal.pages import entered, form_post, given, page, refused, said
 from portal.signin import caller, guests_only, signed_in_only
 
 # The cookie's key for the mfaToken of a sign-in waiting for its second step.
@@ -32,7 +34,7 @@ def _credential(raw: str | None) -> dict | None:
     try:
         return json.loads(raw)
     except ValueError:
-        raise ValidationFailed(errors=[{"field": "credential", "message": "is not a passkey answer"}]) from None
+        raise ValidationFailed(errors=[{"field": "credential", "message": N_("is not a passkey answer")}]) from None
 
 
 # ---- second step of a sign-in ------------------------------------------------------------------
@@ -69,7 +71,7 @@ def second_step_submit():
     except GatehouseError as err:
         if err.code == "token_invalid":
             session.pop(MFA_TOKEN, None)
-            flash("That sign-in has expired or was refused too often. Please sign in again.", "error")
+            flash(gettext("That sign-in has expired or was refused too often. Please sign in again."), "error")
             return redirect(url_for("portal.login"))
         return refused("second_step.html", form, err, methods=session.get(MFA_METHODS, []))
     signin.start(result)
@@ -81,7 +83,7 @@ def second_step_passkey_options():
     try:
         return jsonify(options=stepup.passkey_options(session.get(MFA_TOKEN) or "", now()))
     except GatehouseError as err:
-        return jsonify(error=err.detail), err.status
+        return jsonify(error=said(err)), err.status
 
 
 # ---- passwordless ------------------------------------------------------------------------------
@@ -104,7 +106,7 @@ def passkey_login():
         from portal.forms import LoginForm
 
         login_form = LoginForm()
-        login_form.alert = f"The passkey did not sign you in: {err.detail}"
+        login_form.alert = gettext("The passkey did not sign you in: %(reason)s", reason=said(err))
         return page("login.html", err.status, form=login_form)
     signin.start(result)
     return redirect(signin.landing(result.user))
@@ -120,7 +122,7 @@ def fresh_only(view: Callable) -> Callable:
         try:
             stepup.require_fresh(caller(), now())
         except ReauthenticationRequired:
-            flash("For your security, confirm it is you before this change.", "info")
+            flash(gettext("For your security, confirm it is you before this change."), "info")
             return redirect(url_for("portal.reauthenticate"))
         return view(**kwargs)
 
@@ -151,7 +153,7 @@ def reauthenticate_submit():
         stepup.reauthenticate(caller(), parse(ReauthenticateParams, body), now(), issue=False)
     except GatehouseError as err:
         return refused("reauthenticate.html", form, err, methods=factors.methods_of(caller().user.id))
-    flash("Thank you. You can make your change now.", "success")
+    flash(gettext("Thank you. You can make your change now."), "success")
     return redirect(url_for("portal.security"))
 
 
@@ -164,7 +166,8 @@ def reauth_passkey_options():
 # ---- /account/security: the factors ------------------------------------------------------------
 
 def recovery_codes_page(codes: list[str]):
-    text = "Gatehouse recovery codes\n\n" + "\n".join(codes) + "\n\nEach code works once.\n"
+    text = (gettext("%(product)s recovery codes", product="Gatehouse") + "\n\n" + "\n".join(codes) + "\n\n"
+            + gettext("Each code works once.") + "\n")
     return page("recovery_codes.html", codes=codes, download="data:text/plain;charset=utf-8," + quote(text))
 
 
@@ -175,7 +178,7 @@ def start_totp():
     try:
         factors.start_totp(caller(), now())
     except GatehouseError as err:
-        flash(err.detail, "error")
+        flash(said(err), "error")
         return redirect(url_for("portal.security"))
     return redirect(url_for("portal.totp_setup"))
 
@@ -183,7 +186,7 @@ def start_totp():
 def _totp_setup_page(form=None, status: int = 200, err: GatehouseError | None = None):
     enrolment = factors.pending_totp(caller().user, now())
     if enrolment is None:
-        flash("Setting up the authenticator app took longer than 10 minutes; please start again.", "error")
+        flash(gettext("Setting up the authenticator app took longer than 10 minutes; please start again."), "error")
         return redirect(url_for("portal.security"))
     if err is not None:
         return refused("totp_setup.html", form, err, enrolment=enrolment)
@@ -205,7 +208,7 @@ def confirm_totp():
         codes = factors.confirm_totp(caller(), parse(TotpConfirmParams, given(code=entered(form.code))).code, now())
     except GatehouseError as err:
         return _totp_setup_page(form, err=err)
-    flash("Two-step verification with the authenticator app is on.", "success")
+    flash(gettext("Two-step verification with the authenticator app is on."), "success")
     return recovery_codes_page(codes) if codes else redirect(url_for("portal.security"))
 
 
@@ -214,7 +217,7 @@ def confirm_totp():
 @fresh_only
 def remove_totp():
     factors.remove_totp(caller(), now())
-    flash("The authenticator app was removed.", "success")
+    flash(gettext("The authenticator app was removed."), "success")
     return redirect(url_for("portal.security"))
 
 
@@ -225,9 +228,9 @@ def regenerate_recovery_codes():
     try:
         codes = factors.regenerate_recovery_codes(caller(), now())
     except GatehouseError as err:
-        flash(err.detail, "error")
+        flash(said(err), "error")
         return redirect(url_for("portal.security"))
-    flash("New recovery codes were made; the old ones no longer work.", "success")
+    flash(gettext("New recovery codes were made; the old ones no longer work."), "success")
     return recovery_codes_page(codes)
 
 
@@ -237,7 +240,7 @@ def passkey_creation_options():
     try:
         stepup.require_fresh(caller(), now())
     except ReauthenticationRequired as err:
-        return jsonify(error=err.detail, reauthenticate=url_for("portal.reauthenticate")), 401
+        return jsonify(error=said(err), reauthenticate=url_for("portal.reauthenticate")), 401
     return jsonify(options=passkeys.creation_options(caller(), now()))
 
 
@@ -254,7 +257,7 @@ def add_passkey():
         from portal.security_pages import refused_here
 
         return refused_here("passkey_form", form, err)
-    flash("The passkey was added.", "success")
+    flash(gettext("The passkey was added."), "success")
     return redirect(url_for("portal.security"))
 
 
@@ -263,5 +266,5 @@ def add_passkey():
 @fresh_only
 def remove_passkey(passkey_id: str):
     passkeys.remove(caller(), passkey_id, now())
-    flash("The passkey was removed.", "success")
+    flash(gettext("The passkey was removed."), "success")
     return redirect(url_for("portal.security"))

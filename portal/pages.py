@@ -54,6 +54,15 @@ def translated(text: str) -> str:
     return gettext(text) if text else text
 
 
+def said(err: GatehouseError) -> str:
+    """A refusal's detail in the page's language. A detail no catalogue can have (one that carries a
+    library's reason in English) reads as its kind's own detail on a page in another language."""
+    text = translated(err.detail)
+    if text == err.detail and str(get_locale()) != i18n.DEFAULT and err.detail != type(err).detail:
+        return translated(type(err).detail)
+    return text
+
+
 def refuse(form: FlaskForm, err: GatehouseError) -> None:
     """Put a service's refusal on the form: each field error next to its field, the rest in the summary.
 
@@ -71,9 +80,9 @@ def refuse(form: FlaskForm, err: GatehouseError) -> None:
             field.errors = [*field.errors, sentence(field.label.text, error["message"])]
     if not err.errors and err.code in getattr(form, "code_fields", {}):
         field = form[form.code_fields[err.code]]
-        field.errors = [*field.errors, translated(err.detail)]
+        field.errors = [*field.errors, said(err)]
     elif unplaced or not err.errors:
-        form.alert = " ".join([translated(err.detail), *unplaced]) if err.errors else translated(err.detail)
+        form.alert = " ".join([said(err), *unplaced]) if err.errors else said(err)
 
 
 def entered(field) -> str:

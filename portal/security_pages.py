@@ -9,6 +9,7 @@ from gatehouse.clock import now
 from gatehouse.i18n import N_
 from gatehouse.errors import GatehouseError, NotFound
 from gatehouse.params import DeleteAccountParams, PasswordChangeParams, parse
+from gatehouse.security.factors import RECOVERY_COUNT
 from gatehouse.services import devices, factors, profile, sessions
 from portal import bp, signin
 from portal.forms import DeleteAccountForm, PasskeyForm, PasswordChangeForm
@@ -23,6 +24,7 @@ def security_page(status: int = 200, **forms):
     return page("security.html", status,
                 sessions=sessions.live_of_user(who.user.id, now()), current_id=who.session.id,
                 devices=devices.of_user(who.user.id), mfa=factors.summary(who.user.id),
+                recovery_codes_total=RECOVERY_COUNT,
                 passkey_form=forms.get("passkey_form") or PasskeyForm(),
                 password_form=forms.get("password_form") or PasswordChangeForm(),
                 delete_form=forms.get("delete_form") or DeleteAccountForm())

@@ -3,6 +3,8 @@
 // has passkeys. Clicking it fetches the options (POST to data-options-url, with the form's CSRF
 // token), runs the ceremony, writes the answer's WebAuthn JSON into the hidden "credential" field
 // (and "challenge_id" when the options name one) and submits the form like any other.
+// What it says when something fails comes from the page, in the page's language: the data-not-started,
+// data-not-used and data-failed attributes of the form's [data-passkey-message] box (English without them).
 (function () {
   "use strict";
   if (!window.PublicKeyCredential || !navigator.credentials) { return; }
@@ -54,6 +56,15 @@
     return json;
   }
 
+  var ENGLISH = { notStarted: "The passkey could not be started.",
+                  notUsed: "The passkey was not used. You can try again.",
+                  failed: "The passkey did not work. You can try again." };
+
+  function words(form, key) {
+    var box = form.querySelector("[data-passkey-message]");
+    return (box && box.dataset[key]) || ENGLISH[key];
+  }
+
   function say(form, message) {
     var box = form.querySelector("[data-passkey-message]");
     if (box) { box.textContent = message; box.hidden = false; }
@@ -67,7 +78,7 @@
         return reply.json().then(function (body) {
           if (!reply.ok) {
             if (body.reauthenticate) { window.location.assign(body.reauthenticate); }
-            throw new Error(body.error || "The passkey could not be started.");
+            throw new Error(body.error || words(form, "notStarted"));
           }
           return body;
         });
@@ -85,8 +96,8 @@
       })
       .catch(function (error) {
         say(form, error && error.name === "NotAllowedError"
-          ? "The passkey was not used. You can try again."
-          : (error && error.message) || "The passkey did not work. You can try again.");
+          ? words(form, "notUsed")
+          : (error && error.message) || words(form, "failed"));
       });
   }
 

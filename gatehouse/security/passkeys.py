@@ -18,6 +18,7 @@ from webauthn.helpers.structs import (AttestationConveyancePreference, Authentic
                                       UserVerificationRequirement)
 
 from gatehouse.errors import WebauthnFailed
+from gatehouse.i18n import N_
 
 TIMEOUT_MS = 300_000  # the challenge lives 5 minutes
 
@@ -86,7 +87,7 @@ def challenge_of(credential: dict) -> bytes:
         client_data = json.loads(b64url_decode(credential["response"]["clientDataJSON"]))
         return b64url_decode(client_data["challenge"])
     except (KeyError, TypeError, ValueError):
-        raise WebauthnFailed("clientDataJSON is not a WebAuthn client data object.") from None
+        raise WebauthnFailed(N_("clientDataJSON is not a WebAuthn client data object.")) from None
 
 
 def verify_registration(party: Party, credential: dict, challenge: bytes) -> NewCredential:

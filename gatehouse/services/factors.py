@@ -13,8 +13,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from gatehouse.clock import iso_z
 from gatehouse.errors import FactorExists, InvalidMfaCode, NotFound
 from gatehouse.extensions import db
+from gatehouse.i18n import N_
 from gatehouse.models import MfaTotp, Passkey, RecoveryCode, User
 from gatehouse.models.types import new_id
 from gatehouse.outbox import enqueue
@@ -88,8 +90,9 @@ def summary(user_id: str) -> Summary:
 def changed(user: User, keep_session_id: str | None, template: str, context: dict, now: datetime, *, event: str,
             detail: dict | None = None) -> None:
     """What every factor change does: the mail, its security event `event`, version + 1, every other
-    session revoked (one commit), then `entity:updated`. Without `keep_session_id` it is an admin's doing."""
-    enqueue(template, user.email, {"at": now.strftime("%Y-%m-%d %H:%M UTC"), **context}, now=now, user_id=user.id)
+    session revoked (one commit), then `entity:updated`. Without `keep_session_id` it is an admin's doing.
+    The mail dates the change in the recipient's zone and language (`at`, ISO 8601)."""
+    enqueue(template, user.email, {"at": iso_z(now), **context}, now=now, user_id=user.id)
     security_events.record(user.id, event, now, session_id=keep_session_id, detail=detail,
                            client=security_events.BY_ADMIN if keep_session_id is None else None)
     version = bump_version(user.id, None, now)
@@ -100,13 +103,17 @@ def changed(user: User, keep_session_id: str | None, template: str, context: dic
 
 
 ADDED, REMOVED = "added to", "removed from"
+# Which factor changed: the mail says it in the recipient's language (templates/email/factor-changed.*).
+TOTP, PASSKEY, RECOVERY_CODES = "totp", "passkey", "recovery_codes"
 
 
-def factor_changed(user: User, keep_session_id: str, change: str, factor: str, now: datetime, *, event: str,
-                   detail: dict | None = None) -> None:
-    """`factor` (in words, for the mail) was ADDED or REMOVED by the session `keep_session_id`."""
-    changed(user, keep_session_id, "factor-changed", {"change": change, "factor": factor}, now, event=event,
-            detail=detail)
+def factor_changed(user: User, keep_session_id: str, change: str, factor: str, now: datetime, *, kind: str,
+                   event: str, name: str | None = None, detail: dict | None = None) -> None:
+    """`factor` (in English words) was ADDED or REMOVED by the session `keep_session_id`; `kind` (TOTP,
+    PASSKEY, RECOVERY_CODES) and the passkey's `name` let the mail say it in the recipient's language;
+    `event` and `detail` are its security event."""
+    context = {"change": change, "factor": factor, "kind": kind, **({"name": name} if name is not None else {})}
+    changed(user, keep_session_id, "factor-changed", context, now, event=event, detail=detail)
 
 
 def raise_session(session, proof: Proof, now: datetime) -> None:
@@ -130,7 +137,7 @@ def start_totp(caller: sessions.Caller, now: datetime) -> Enrolment:
         db.session.commit()  # the primary key decides: one TOTP row per user, a confirmed one stays
     except IntegrityError:
         db.session.rollback()
-        raise FactorExists("TOTP is already on; remove it first to set up another authenticator.") from None
+        raise FactorExists(N_("TOTP is already on; remove it first to set up another authenticator.")) from None
     return pending_totp(user, now)
 
 
@@ -160,9 +167,9 @@ def confirm_totp(caller: sessions.Caller, code: str, now: datetime) -> list[str]
     step = secrets_.matching_step(_secret(row), code, now) if row is not None else None
     if step is None:
         db.session.rollback()
-        raise InvalidMfaCode("The code does not match the pending authenticator, or setting it up took "
-                             "longer than 10 minutes.",
-                             errors=[{"field": "code", "message": "is not the current code"}])
+        raise InvalidMfaCode(N_("The code does not match the pending authenticator, or setting it up took "
+                                "longer than 10 minutes."),
+                             errors=[{"field": "code", "message": N_("is not the current code")}])
     first = not has_second_factor(user.id)
     confirmed = db.session.execute(
         update(MfaTotp).where(MfaTotp.user_id == user.id, MfaTotp.confirmed_at.is_(None), MfaTotp.pending_until > now)
@@ -174,8 +181,8 @@ def confirm_totp(caller: sessions.Caller, code: str, now: datetime) -> list[str]
     codes = _new_recovery_codes(user.id, now) if first else None
     # The code just given is a second factor: this session reaches AAL2 and may go on changing factors.
     raise_session(caller.session, Proof(("pwd", "otp", "mfa"), 2), now)
-    factor_changed(user, caller.session.id, ADDED, "an authenticator app (TOTP)", now, event="mfa_enabled",
-                   detail={"factor": "totp"})
+    factor_changed(user, caller.session.id, ADDED, "an authenticator app (TOTP)", now, kind=TOTP,
+                   event="mfa_enabled", detail={"factor": "totp"})
     return codes
 
 
@@ -203,10 +210,10 @@ def remove_totp(caller: sessions.Caller, now: datetime) -> None:
                                  .returning(MfaTotp.confirmed_at)).scalars().all()
     if not any(removed):
         db.session.rollback()
-        raise NotFound("TOTP is not on for this account.")
+        raise NotFound(N_("TOTP is not on for this account."))
     forget_codes_without_factor(user.id)
-    factor_changed(user, caller.session.id, REMOVED, "the authenticator app (TOTP)", now, event="mfa_disabled",
-                   detail={"factor": "totp"})
+    factor_changed(user, caller.session.id, REMOVED, "the authenticator app (TOTP)", now, kind=TOTP,
+                   event="mfa_disabled", detail={"factor": "totp"})
 
 
 def forget_codes_without_factor(user_id: str) -> None:
@@ -234,10 +241,10 @@ def _new_recovery_codes(user_id: str, now: datetime) -> list[str]:
 def regenerate_recovery_codes(caller: sessions.Caller, now: datetime) -> list[str]:
     user = caller.user
     if not has_second_factor(user.id):
-        raise NotFound("Recovery codes come with a second factor; set up TOTP or a passkey first.")
+        raise NotFound(N_("Recovery codes come with a second factor; set up TOTP or a passkey first."))
     codes = _new_recovery_codes(user.id, now)
     factor_changed(user, caller.session.id, ADDED, "a new set of recovery codes (the old ones no longer work)", now,
-                   event="recovery_codes_regenerated")
+                   kind=RECOVERY_CODES, event="recovery_codes_regenerated")
     return codes
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gatehouse.errors import FactorExists, NotFound, WebauthnFailed
 from gatehouse.extensions import db
+from gatehouse.i18n import N_
 from gatehouse.models import Passkey, User, WebauthnChallenge
 from gatehouse.models.types import new_id
 from gatehouse.params import AuthenticationResponseJSON, RegistrationResponseJSON, row_id
@@ -64,7 +65,7 @@ def spend_challenge(credential: dict, purpose: str, now: datetime, *, user_id: s
                                .execution_options(synchronize_session=False)).scalar_one_or_none()
     if spent is None:
         db.session.commit()
-        raise WebauthnFailed("The passkey answered a challenge that is unknown, used or expired; start again.")
+        raise WebauthnFailed(N_("The passkey answered a challenge that is unknown, used or expired; start again."))
     return challenge
 
 
@@ -108,12 +109,13 @@ def register(caller: sessions.Caller, credential: RegistrationResponseJSON, name
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
-        raise FactorExists("This passkey is already registered.") from None
+        raise FactorExists(N_("This passkey is already registered.")) from None
     if first:
         # The passkey just made is a second factor: this session reaches AAL2 and may go on changing factors.
         factors.raise_session(caller.session, _proof(new.user_verified, new.backed_up, password=True), now)
     factors.factor_changed(user, caller.session.id, factors.ADDED, f"a passkey named “{passkey.name}”", now,
-                           event="passkey_added", detail={"passkeyId": passkey.id, "name": passkey.name})
+                           kind=factors.PASSKEY, name=passkey.name, event="passkey_added",
+                           detail={"passkeyId": passkey.id, "name": passkey.name})
     return passkey
 
 
@@ -125,10 +127,11 @@ def remove(caller: sessions.Caller, passkey_id: str, now: datetime) -> None:
     name = removed.name if removed is not None else None
     if name is None:
         db.session.rollback()
-        raise NotFound("No such passkey.")
+        raise NotFound(N_("No such passkey."))
     factors.forget_codes_without_factor(user.id)
     factors.factor_changed(user, caller.session.id, factors.REMOVED, f"the passkey named “{name}”", now,
-                           event="passkey_removed", detail={"passkeyId": removed.id, "name": name})
+                           kind=factors.PASSKEY, name=name, event="passkey_removed",
+                           detail={"passkeyId": removed.id, "name": name})
 
 
 # ---- assertions --------------------------------------------------------------------------------
@@ -166,7 +169,7 @@ def assert_passkey(credential: AuthenticationResponseJSON, purpose: str, now: da
     passkey = db.session.scalar(select(Passkey).where(*conditions))
     try:
         if passkey is None:
-            raise WebauthnFailed("This passkey is not registered with this account.")
+            raise WebauthnFailed(N_("This passkey is not registered with this account."))
         verified = webauthn.verify_assertion(party(), data, challenge, public_key=passkey.public_key,
                                              sign_count=passkey.sign_count)
         counted = db.session.execute(
@@ -176,7 +179,7 @@ def assert_passkey(credential: AuthenticationResponseJSON, purpose: str, now: da
             .values(sign_count=verified.new_sign_count, last_used_at=now, backed_up=verified.backed_up)
             .returning(Passkey.id).execution_options(synchronize_session=False)).scalar_one_or_none()
         if counted is None:
-            raise WebauthnFailed("The passkey's signature counter went backwards; it may have been cloned.")
+            raise WebauthnFailed(N_("The passkey's signature counter went backwards; it may have been cloned."))
     except WebauthnFailed:
         db.session.commit()  # the challenge stays spent
         raise

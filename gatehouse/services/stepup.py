@@ -16,6 +16,7 @@ from gatehouse.clock import iso_z
 from gatehouse.errors import (GatehouseError, InvalidCredentials, InvalidMfaCode, MfaRequired, ReauthenticationRequired,
                               TokenInvalid, ValidationFailed)
 from gatehouse.extensions import db
+from gatehouse.i18n import N_
 from gatehouse.models import MfaChallenge, User
 from gatehouse.models.types import new_id
 from gatehouse.params import (AuthenticationResponseJSON, DeviceParams, LoginParams, MfaVerifyParams,
@@ -39,11 +40,11 @@ def require_fresh(caller: sessions.Caller, now: datetime) -> None:
     session = caller.session
     auth_time = session.auth_time or session.created_at
     if (now - auth_time).total_seconds() > setting("REAUTH_MAX_AGE"):
-        raise ReauthenticationRequired("This change needs a recent sign-in; confirm who you are with "
-                                       "POST /auth/reauthenticate.")
+        raise ReauthenticationRequired(N_("This change needs a recent sign-in; confirm who you are with "
+                                          "POST /auth/reauthenticate."))
     if session.aal < 2 and factors.has_second_factor(caller.user.id):
-        raise ReauthenticationRequired("This account has a second factor; confirm who you are with it "
-                                       "(POST /auth/reauthenticate) before this change.")
+        raise ReauthenticationRequired(N_("This account has a second factor; confirm who you are with it "
+                                          "(POST /auth/reauthenticate) before this change."))
 
 
 # ---- sign-in with a second factor --------------------------------------------------------------
@@ -69,7 +70,7 @@ def _live(token: str, now: datetime):
 
 
 def _dead() -> TokenInvalid:
-    return TokenInvalid("The sign-in has expired or was refused too often; sign in with your password again.")
+    return TokenInvalid(N_("The sign-in has expired or was refused too often; sign in with your password again."))
 
 
 def _take_try(token: str, user_agent: str | None, now: datetime) -> MfaChallenge:
@@ -133,7 +134,7 @@ def verify(params: MfaVerifyParams, *, user_agent: str | None, now: datetime) ->
                                detail={"reason": "wrong_second_factor"})
         throttle.failed(challenge.identifier, now, user)
         db.session.commit()  # the failure's event, also when the counters are off
-        raise InvalidMfaCode(errors=[{"field": "code", "message": "is wrong, already used or expired"}])
+        raise InvalidMfaCode(errors=[{"field": "code", "message": N_("is wrong, already used or expired")}])
     spent = db.session.execute(
         update(MfaChallenge).where(MfaChallenge.id == challenge.id, *_live(params.mfa_token, now))
         .values(used_at=now).returning(MfaChallenge.id)
@@ -186,13 +187,13 @@ def reauthenticate(caller: sessions.Caller, params: ReauthenticateParams, now: d
     proof = Proof(("pwd",), 1)
     if factors.has_second_factor(user.id):
         if params.code is None and params.credential is None:
-            raise ValidationFailed("This account has a second factor: give code or credential as well.",
-                                   errors=[{"field": "code", "message": "is required for this account"}])
+            raise ValidationFailed(N_("This account has a second factor: give code or credential as well."),
+                                   errors=[{"field": "code", "message": N_("is required for this account")}])
         proof = _prove(user.id, params.code, params.credential, "reauth", now)
         if proof is None:
             db.session.rollback()
             throttle.failed(user.email_key, now, user)
-            raise InvalidMfaCode(errors=[{"field": "code", "message": "is wrong, already used or expired"}])
+            raise InvalidMfaCode(errors=[{"field": "code", "message": N_("is wrong, already used or expired")}])
     session = db.session.merge(caller.session)
     factors.raise_session(session, proof, now)
     pair = tokens.issue(user, session, now) if issue else None
