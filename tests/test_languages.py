@@ -20,7 +20,7 @@ from gatehouse import i18n
 from tests.actions import PASSWORD
 from tests.authenticator import Authenticator
 from tests.mfa import code, enrol_totp
-from tests.smtp import deliver, html_of, mail_settings, text_of
+from tests.smtp import deliver, html_of, text_of
 from tests.test_passkeys import register as register_passkey
 from tests.test_portal import CSRF_RE, Portal, field_error, mark_verified, redirected_to, text
 from tests.test_portal_mfa import SECRET_RE
