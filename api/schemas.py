@@ -12,6 +12,7 @@ from gatehouse.clock import iso_z
 from gatehouse.models import Device, Session, User
 from gatehouse.services import security_events
 from gatehouse.services.tokens import TokenPair
+from gatehouse.vocabulary import Digest, Role, ShowStatus, SubscriptionStatus, Tier
 
 
 Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
@@ -24,7 +25,7 @@ class Out(BaseModel):
 class NotificationPreferences(Out):
     email: bool
     push: bool
-    digest: Literal["off", "daily", "weekly"]
+    digest: Digest
 
 
 class AiPreferences(Out):
@@ -46,8 +47,8 @@ class PreferencesOut(Out):
 
 
 class SubscriptionOut(Out):
-    tier: Literal["free", "plus", "pro"]
-    status: Literal["active", "trialing", "past_due", "canceled"]
+    tier: Tier
+    status: SubscriptionStatus
     current_period_end: Timestamp | None
 
 
@@ -62,10 +63,10 @@ class UserOut(Out):
     currency: str
     locale: str
     timezone: str
-    role: Literal["user", "admin"]
+    role: Role
     preferences: PreferencesOut
     subscription: SubscriptionOut
-    show_status: Literal["visible", "hidden"]
+    show_status: ShowStatus
     last_login_at: Timestamp | None
     created_at: Timestamp
     updated_at: Timestamp

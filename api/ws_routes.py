@@ -14,7 +14,7 @@ from gatehouse.errors import Forbidden, ServiceUnavailable, TokenInvalid
 from gatehouse.extensions import sock
 from gatehouse.realtime.hub import hub
 from gatehouse.services import sessions, ws_tickets
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 realtime = Blueprint("realtime", __name__)
 

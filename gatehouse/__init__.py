@@ -151,9 +151,9 @@ def _configure_limiter(app: Flask) -> None:
 def _register_surfaces(app: Flask) -> None:
     import api
     import portal
-    from api.limits import install as install_limits
     from api.problems import problem_response
     from gatehouse.cli import register as register_cli
+    from gatehouse.limits import install as install_limits
 
     from gatehouse import models  # noqa: F401  (tables known to Alembic and the ORM)
 

@@ -29,6 +29,7 @@ from pydantic.alias_generators import to_camel
 from gatehouse.errors import PreconditionFailed, ValidationFailed
 from gatehouse.i18n import N_
 from gatehouse.security import passwords
+from gatehouse.vocabulary import Digest, Role, ShowStatus, SubscriptionStatus, Tier
 
 
 def _document_non_null(schema: dict, model: type[Params]) -> None:
@@ -337,7 +338,7 @@ AiModel = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 class NotificationsPatch(Params):
     email: bool | None = None
     push: bool | None = None
-    digest: Literal["off", "daily", "weekly"] | None = None
+    digest: Digest | None = None
 
 
 class AiPatch(Params):
@@ -479,7 +480,7 @@ class AdminUsersQuery(Params):
     soft-deleted users only with includeDeleted=true (then with the others)."""
 
     q: Annotated[str, Field(min_length=1, max_length=320)] | None = None
-    show_status: Literal["visible", "hidden"] = "visible"
+    show_status: ShowStatus = "visible"
     include_deleted: bool = False
     cursor: Annotated[str, Field(max_length=512)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 20
@@ -493,8 +494,8 @@ class SecurityEventsQuery(Params):
 
 
 class SubscriptionPatch(Params):
-    tier: Literal["free", "plus", "pro"] | None = None
-    status: Literal["active", "trialing", "past_due", "canceled"] | None = None
+    tier: Tier | None = None
+    status: SubscriptionStatus | None = None
     current_period_end: Timestamp | None = None  # null clears it
 
     non_null: ClassVar[frozenset[str]] = frozenset({"tier", "status"})
@@ -508,8 +509,8 @@ class AdminUserPatch(Params):
         "id", "email", "emailVerified", "username", "displayName", "avatarUrl", "region", "currency", "locale",
         "timezone", "preferences", "version", "createdAt", "updatedAt", "lastLoginAt", "deletedAt"})
 
-    show_status: Literal["visible", "hidden"] | None = None
-    role: Literal["user", "admin"] | None = None
+    show_status: ShowStatus | None = None
+    role: Role | None = None
     disabled: bool | None = None
     subscription: SubscriptionPatch | None = None
 

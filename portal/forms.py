@@ -10,6 +10,7 @@ from wtforms import (BooleanField, EmailField, HiddenField, IntegerField, Passwo
 
 from gatehouse.i18n import NAMES
 from gatehouse.regions import REGIONS
+from gatehouse.vocabulary import DIGESTS
 
 
 def _text(label, autocomplete: str = "off", **attrs) -> StringField:
@@ -86,12 +87,14 @@ class ProfileForm(VersionedForm):
     timezone = _text(_l("Time zone"), spellcheck="false")
 
 
+DIGEST_WORDS = {"off": _l("Off"), "daily": _l("Daily"), "weekly": _l("Weekly")}
+
+
 class PreferencesForm(VersionedForm):
     notifications_email = BooleanField(_l("Email notifications"))
     notifications_push = BooleanField(_l("Push notifications"))
     notifications_digest = SelectField(_l("Digest email"), validate_choice=False,
-                                       choices=[SelectChoice("off", _l("Off")), SelectChoice("daily", _l("Daily")),
-                                                SelectChoice("weekly", _l("Weekly"))])
+                                       choices=[SelectChoice(value, DIGEST_WORDS[value]) for value in DIGESTS])
     ai_enabled = BooleanField(_l("AI features"))
     ai_model = _text(_l("AI model"), spellcheck="false")
     ai_data_sharing = BooleanField(_l("Share my data to improve AI features"))

@@ -10,18 +10,25 @@ from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from pydantic.alias_generators import to_snake
 
-from api.limits import limited
 from gatehouse import i18n
 from gatehouse.errors import BadRequest, GatehouseError
 from gatehouse.i18n import N_
+from gatehouse.limits import auth_limited
 from portal import bp
 
 
+# The forms of the `auth` bucket's use cases (gatehouse.limits): they share it with the API's endpoints.
+AUTH_FORMS = frozenset({"/login", "/register", "/forgot-password", "/reset-password", "/not-me",
+                        "/account/email/revert"})
+SIGN_IN_FORMS = frozenset({"/login"})
+
+
 def form_post(rule: str) -> Callable:
-    """Register a form's POST handler; the sign-in forms listed in api.limits share the API's `auth` bucket."""
+    """Register a form's POST handler; the forms in AUTH_FORMS share the API's `auth` bucket."""
 
     def register(view: Callable) -> Callable:
-        bp.add_url_rule(rule, view.__name__, limited(rule, view), methods=["POST"])
+        handler = auth_limited(view, sign_in=rule in SIGN_IN_FORMS) if rule in AUTH_FORMS else view
+        bp.add_url_rule(rule, view.__name__, handler, methods=["POST"])
         return view
 
     return register

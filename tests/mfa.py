@@ -49,7 +49,7 @@ def mails(app, user_id: str) -> list[tuple[str, dict]]:
 
     from gatehouse.extensions import db
     from gatehouse.models import OutboxMessage
-    from gatehouse.services.runtime import sealer
+    from gatehouse.runtime import sealer
 
     with app.app_context():
         rows = db.session.scalars(select(OutboxMessage).where(OutboxMessage.user_id == user_id)

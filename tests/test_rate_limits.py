@@ -57,7 +57,7 @@ def assert_limited(response) -> None:
 
 def test_the_bucket_covers_the_sign_in_paths():
     assert AUTH_PATHS == {"/auth/login", "/auth/register", "/auth/forgot-password", "/auth/reset-password",
-                          "/auth/mfa/verify", "/auth/passkey/login"}
+                          "/auth/mfa/verify", "/auth/passkey/login", "/auth/not-me", "/auth/email/revert"}
 
 
 def test_ten_requests_then_429_across_the_sign_in_endpoints_together(make_app):

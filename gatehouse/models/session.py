@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, and_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gatehouse.extensions import db
@@ -48,7 +48,13 @@ class Session(db.Model):
     device: Mapped[Device | None] = relationship(lazy="joined")
 
     def live(self, now: datetime) -> bool:
+        """Neither revoked nor past its absolute expiry (live_at is the same rule in SQL)."""
         return self.revoked_at is None and self.expires_at > now
+
+    @classmethod
+    def live_at(cls, now):
+        """The SQL condition of live(now); `now` may be a bound parameter."""
+        return and_(cls.revoked_at.is_(None), cls.expires_at > now)
 
 
 class RefreshToken(db.Model):

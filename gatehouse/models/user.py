@@ -8,11 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gatehouse.extensions import db
 from gatehouse.models.types import UTCDateTime, new_id
+from gatehouse.vocabulary import ROLES, SHOW_STATUSES, SUBSCRIPTION_STATUSES, TIERS
 
-ROLES = ("user", "admin")
-SHOW_STATUSES = ("visible", "hidden")
-TIERS = ("free", "plus", "pro")
-SUBSCRIPTION_STATUSES = ("active", "trialing", "past_due", "canceled")
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

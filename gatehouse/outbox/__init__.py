@@ -12,7 +12,7 @@ from gatehouse.models import OutboxMessage, User
 from gatehouse.models.types import new_id
 from gatehouse.outbox.inline import mark_enqueued
 from gatehouse.outbox.render import LANGUAGE, TIMEZONE
-from gatehouse.services.runtime import sealer
+from gatehouse.runtime import sealer
 
 
 def enqueue(template: str, recipient: str, context: dict, *, now: datetime, user_id: str | None = None,

@@ -24,7 +24,7 @@ from gatehouse.extensions import db
 from gatehouse.models import OutboxMessage
 from gatehouse.outbox.render import render
 from gatehouse.outbox.transport import DeliveryError, Permanent, Transient, open_transport
-from gatehouse.services.runtime import sealer, setting
+from gatehouse.runtime import sealer, setting
 from gatehouse.web import failure_fields
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from gatehouse.models.types import new_id
 from gatehouse.params import LoginParams, RegisterParams, email_key, username_key
 from gatehouse.security.passwords import check_policy
 from gatehouse.services import alerts, link_tokens, security_events, sessions, throttle, tokens
-from gatehouse.services.runtime import hasher, setting
+from gatehouse.runtime import hasher, setting
 from gatehouse.services.tokens import TokenPair
 
 

@@ -22,7 +22,7 @@ from gatehouse.extensions import db
 from gatehouse.models import OneTimeCode, User
 from gatehouse.models.types import new_id
 from gatehouse.security.tokens import keyed_hash, new_code, same
-from gatehouse.services.runtime import hmac_key, setting
+from gatehouse.runtime import hmac_key, setting
 
 MAX_TRIES = 5
 TTL_SETTINGS = {"reset": "RESET_CODE_TTL", "verify": "VERIFY_CODE_TTL", "email_change": "EMAIL_CHANGE_TTL"}

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from gatehouse.errors import field_error
 from gatehouse.security.tokens import keyed_hash, same
-from gatehouse.services.runtime import hmac_key
+from gatehouse.runtime import hmac_key
 
 
 def _signature(listing: str, payload: str) -> str:

@@ -25,7 +25,7 @@ from gatehouse.security import factors as secrets_
 from gatehouse.security.tokens import keyed_hash
 from gatehouse.services import security_events, sessions
 from gatehouse.services.profile import _bump_version as bump_version
-from gatehouse.services.runtime import hmac_key, sealer
+from gatehouse.runtime import hmac_key, sealer
 
 TOTP_PENDING = timedelta(minutes=10)
 ISSUER = "Gatehouse"

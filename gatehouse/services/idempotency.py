@@ -19,7 +19,7 @@ from gatehouse.errors import IdempotencyKeyInProgress, IdempotencyKeyReused, Tok
 from gatehouse.extensions import db
 from gatehouse.models import IdempotencyKey, Session
 from gatehouse.security.tokens import derive_key, keyed_hash
-from gatehouse.services.runtime import sealer, setting
+from gatehouse.runtime import sealer, setting
 
 # A response that carries secrets (tokens, tickets) is replayed this long only.
 SECRET_REPLAY_WINDOW = timedelta(seconds=60)
@@ -85,7 +85,7 @@ def _insert_claim(attempt: Attempt, now: datetime) -> str | None:
 def _session_live(session_id: str, now: datetime) -> bool:
     with db.engine.connect() as conn:
         return conn.execute(select(Session.id).where(
-            Session.id == session_id, Session.revoked_at.is_(None), Session.expires_at > now)).first() is not None
+            Session.id == session_id, Session.live_at(now))).first() is not None
 
 
 def _replay(row, attempt: Attempt, now: datetime) -> StoredResponse:

@@ -15,7 +15,7 @@ from gatehouse.extensions import db
 from gatehouse.models import LinkToken, Session
 from gatehouse.models.types import new_id
 from gatehouse.security.tokens import new_ticket, sha256_hex
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 LINK_TOKEN_DAYS = 7
 NOT_ME, EMAIL_REVERT = "not_me", "email_revert"

@@ -25,7 +25,7 @@ from gatehouse.security import passkeys as webauthn
 from gatehouse.security.tokens import sha256_hex
 from gatehouse.services import factors, sessions
 from gatehouse.services.factors import Proof
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 CHALLENGE_TTL = timedelta(minutes=5)
 

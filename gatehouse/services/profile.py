@@ -17,7 +17,7 @@ from gatehouse.realtime.bus import publish
 from gatehouse.services import security_events, sessions
 from gatehouse.services.accounts import hash_new_password, verify_current_password
 from gatehouse.services.last_admin import is_active_admin, keep_an_admin, lock_active_admins
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 # Top-level fields taken as given (camelCase name, column); region, currency and preferences have rules.
 PLAIN_FIELDS = (("username", "username"), ("displayName", "display_name"), ("avatarUrl", "avatar_url"),

@@ -18,7 +18,7 @@ from gatehouse.realtime.bus import publish
 from gatehouse.security.tokens import keyed_hash, new_code
 from gatehouse.services import codes, security_events, sessions, throttle
 from gatehouse.services.accounts import hash_new_password
-from gatehouse.services.runtime import hmac_key, sealer, setting
+from gatehouse.runtime import hmac_key, sealer, setting
 
 # forgot_password answers no sooner than this, known address or not, so the database writes of a
 # known one do not show in the response time (the decoy work alone leaves a gap of about a millisecond).

@@ -19,7 +19,7 @@ from gatehouse.models import Device, SecurityEvent
 from gatehouse.models.types import new_id
 from gatehouse.realtime.bus import publish_after_commit
 from gatehouse.services import cursors
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 # The catalogue: every kind a row can have.
 KINDS = (

@@ -15,7 +15,7 @@ from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish_after_commit
 from gatehouse.services import security_events, tokens
 from gatehouse.services.security_events import stored_address, stored_user_agent
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 TOUCH_INTERVAL = timedelta(minutes=1)
 
@@ -158,7 +158,7 @@ def live_of_user(user_id: str, now: datetime) -> list[Session]:
     """The user's sessions that are neither revoked nor expired, most recently seen first."""
     return list(db.session.scalars(
         select(Session)
-        .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
+        .where(Session.user_id == user_id, Session.live_at(now))
         .order_by(Session.last_seen_at.desc(), Session.created_at.desc())
     ).unique())
 

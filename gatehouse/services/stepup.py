@@ -26,7 +26,7 @@ from gatehouse.security.tokens import new_ticket, same, sha256_hex
 from gatehouse.services import alerts, factors, passkeys, security_events, sessions, throttle, tokens
 from gatehouse.services.accounts import SignIn, verify_current_password
 from gatehouse.services.factors import Proof
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 MFA_TOKEN_TTL = timedelta(minutes=5)
 MAX_TRIES = 5

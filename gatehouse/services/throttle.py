@@ -25,7 +25,7 @@ from gatehouse.extensions import db
 from gatehouse.models import SignInFailure, User
 from gatehouse.security.tokens import keyed_hash
 from gatehouse.services import security_events
-from gatehouse.services.runtime import hmac_key, setting
+from gatehouse.runtime import hmac_key, setting
 
 log = logging.getLogger(__name__)
 

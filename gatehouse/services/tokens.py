@@ -14,7 +14,7 @@ from gatehouse.extensions import db
 from gatehouse.models import RefreshToken, Session, User
 from gatehouse.models.types import UTCDateTime, new_id
 from gatehouse.security.tokens import new_refresh_token, sha256_hex
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 
 REQUIRED_CLAIMS = ("sub", "sid", "jti", "iat", "exp", "type", "iss", "aud")
 # RFC 9068 §2.1 / RFC 8725 §3.11: access tokens are explicitly typed, so no other JWT passes for one.
@@ -84,8 +84,8 @@ _SPEND = (
     update(RefreshToken)
     .where(RefreshToken.token_hash == bindparam("hash"), RefreshToken.spent_at.is_(None),
            RefreshToken.revoked_at.is_(None),
-           select(Session.id).where(Session.id == RefreshToken.session_id, Session.revoked_at.is_(None),
-                                    Session.expires_at > bindparam("now", type_=UTCDateTime)).exists())
+           select(Session.id).where(Session.id == RefreshToken.session_id,
+                                    Session.live_at(bindparam("now", type_=UTCDateTime))).exists())
     .values(spent_at=bindparam("now", type_=UTCDateTime))
     .returning(RefreshToken.session_id)
 )

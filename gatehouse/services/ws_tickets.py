@@ -9,7 +9,7 @@ from gatehouse.errors import TokenInvalid
 from gatehouse.extensions import db
 from gatehouse.models import WsTicket
 from gatehouse.security.tokens import new_ticket, sha256_hex
-from gatehouse.services.runtime import setting
+from gatehouse.runtime import setting
 from gatehouse.services.sessions import Caller, live_caller
 
 

@@ -1,4 +1,4 @@
-"""The application's configured collaborators, as the services see them."""
+"""The application's configured collaborators (settings, hasher, sealer, HMAC key), as the core reads them."""
 from __future__ import annotations
 
 from flask import current_app
