@@ -8,15 +8,16 @@ from flask import flash, redirect, request, url_for
 from flask_babel import get_locale, gettext
 
 from gatehouse.clock import now
-from gatehouse.errors import GatehouseError, NotFound
+from gatehouse.errors import GatehouseError
 from gatehouse.i18n import N_
 from gatehouse.models import SecurityEvent
 from gatehouse.params import LinkTokenParams, SecurityEventsQuery, parse, parse_query
 from gatehouse.services import alerts, security_events, sessions
 from gatehouse.user_agents import describe
-from portal import bp, signin
+from portal import bp
 from portal.forms import LinkForm
 from portal.pages import form_post, given, page, refused
+from portal.security_pages import sign_out_session
 from portal.signin import caller, signed_in_only
 
 # What each kind of event says on the page.
@@ -91,14 +92,7 @@ def activity():
 @form_post("/account/activity/sessions/<session_id>/revoke")
 @signed_in_only
 def revoke_from_activity(session_id: str):
-    if not sessions.revoke_one(caller().user.id, session_id, now()):
-        raise NotFound(N_("No such session."))
-    if session_id == caller().session.id:
-        signin.end()
-        flash(gettext("You signed out of this browser."), "success")
-        return redirect(url_for("portal.login"))
-    flash(gettext("The session was signed out."), "success")
-    return redirect(url_for("portal.activity"))
+    return sign_out_session(session_id, "portal.activity")
 
 
 @bp.get("/not-me", endpoint="not_me")

@@ -61,9 +61,8 @@ def change_password():
     return redirect(url_for("portal.security"))
 
 
-@form_post("/account/security/sessions/<session_id>/revoke")
-@signed_in_only
-def revoke_session(session_id: str):
+def sign_out_session(session_id: str, back_to: str):
+    """Revoke one of the caller's sessions and go back to `back_to`; the browser's own ends its sign-in."""
     if not sessions.revoke_one(caller().user.id, session_id, now()):
         raise NotFound(N_("No such session."))
     if session_id == caller().session.id:
@@ -71,7 +70,13 @@ def revoke_session(session_id: str):
         flash(gettext("You signed out of this browser."), "success")
         return redirect(url_for("portal.login"))
     flash(gettext("The session was signed out."), "success")
-    return redirect(url_for("portal.security"))
+    return redirect(url_for(back_to))
+
+
+@form_post("/account/security/sessions/<session_id>/revoke")
+@signed_in_only
+def revoke_session(session_id: str):
+    return sign_out_session(session_id, "portal.security")
 
 
 @form_post("/account/security/devices/<device_id>/forget")
