@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema, create_model
 from pydantic.alias_generators import to_camel
 
 from gatehouse import preferences
@@ -12,7 +12,7 @@ from gatehouse.clock import iso_z
 from gatehouse.models import Device, Session, User
 from gatehouse.services import security_events
 from gatehouse.services.tokens import TokenPair
-from gatehouse.vocabulary import Digest, Role, ShowStatus, SubscriptionStatus, Tier
+from gatehouse.vocabulary import Role, ShowStatus, SubscriptionStatus, Tier
 
 
 Timestamp = Annotated[datetime, PlainSerializer(iso_z, return_type=str)]
@@ -22,28 +22,12 @@ class Out(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, serialize_by_alias=True, validate_by_name=True)
 
 
-class NotificationPreferences(Out):
-    email: bool
-    push: bool
-    digest: Digest
-
-
-class AiPreferences(Out):
-    enabled: bool
-    model: str
-    data_sharing: bool
-
-
-class FocusPreferences(Out):
-    default_minutes: int
-    break_minutes: int
-    daily_goal_minutes: int
-
-
-class PreferencesOut(Out):
-    notifications: NotificationPreferences
-    ai: AiPreferences
-    focus: FocusPreferences
+SECTION_SCHEMAS = {"notifications": "NotificationPreferences", "ai": "AiPreferences", "focus": "FocusPreferences"}
+# Every section, every field present (defaults filled in): gatehouse.preferences.SHAPE.
+PreferencesOut = create_model("PreferencesOut", __base__=Out, **{
+    section: (create_model(SECTION_SCHEMAS[section], __base__=Out,
+                           **{name: (kind, ...) for name, (kind, _) in fields.items()}), ...)
+    for section, fields in preferences.SHAPE.items()})
 
 
 class SubscriptionOut(Out):

@@ -22,14 +22,15 @@ from zoneinfo import available_timezones
 from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 import annotated_types
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
                       field_validator)
 from pydantic.alias_generators import to_camel
 
 from gatehouse.errors import PreconditionFailed, ValidationFailed
+from gatehouse import preferences
 from gatehouse.i18n import N_
 from gatehouse.security import passwords
-from gatehouse.vocabulary import Digest, Role, ShowStatus, SubscriptionStatus, Tier
+from gatehouse.vocabulary import Role, ShowStatus, SubscriptionStatus, Tier
 
 
 def _document_non_null(schema: dict, model: type[Params]) -> None:
@@ -331,36 +332,20 @@ class Empty(Params):
 # ---- profile and preferences (PATCH /users/me) -------------------------------------------------
 # In a patch, a field left out is unchanged and an explicit null clears it (JSON Merge Patch).
 
-Minutes = Annotated[int, Field(ge=1, le=600)]
-AiModel = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/\-]*$")]
+def _section_patch(section: str) -> type[Params]:
+    """A section of gatehouse.preferences.SHAPE as a patch: every field optional, null clears it."""
+    fields = {name: (kind | None, None) for name, (kind, _) in preferences.SHAPE[section].items()}
+    return create_model(f"{section.title()}Patch", __base__=Params, **fields)
 
 
-class NotificationsPatch(Params):
-    email: bool | None = None
-    push: bool | None = None
-    digest: Digest | None = None
-
-
-class AiPatch(Params):
-    enabled: bool | None = None
-    model: AiModel | None = None
-    data_sharing: bool | None = None
-
-
-class FocusPatch(Params):
-    default_minutes: Minutes | None = None
-    break_minutes: Minutes | None = None
-    daily_goal_minutes: Minutes | None = None
-
-
-class PreferencesPatch(Params):
-    notifications: NotificationsPatch | None = None
-    ai: AiPatch | None = None
-    focus: FocusPatch | None = None
-
+class _MergePatch(Params):
     def as_merge_patch(self) -> dict:
         """The patch as given, camelCase, with its nulls (which remove a key back to its default)."""
         return self.model_dump(by_alias=True, exclude_unset=True)
+
+
+PreferencesPatch = create_model("PreferencesPatch", __base__=_MergePatch,
+                                **{section: (_section_patch(section) | None, None) for section in preferences.SHAPE})
 
 
 class ProfilePatch(Params):

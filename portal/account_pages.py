@@ -20,8 +20,7 @@ from portal.signin import caller, signed_in_only
 PROFILE_FIELDS = ("username", "display_name", "avatar_url", "region", "currency", "locale", "timezone")
 # Emptying one of these clears it (null in the patch); the others always hold a value.
 CLEARABLE = frozenset({"username", "display_name", "avatar_url"})
-PREFERENCE_FIELDS = {"notifications": ("email", "push", "digest"), "ai": ("enabled", "model", "data_sharing"),
-                     "focus": ("default_minutes", "break_minutes", "daily_goal_minutes")}
+PREFERENCE_FIELDS = {section: tuple(fields) for section, fields in preferences.SHAPE.items()}
 
 
 def profile_patch(form: ProfileForm, user: User) -> dict:
