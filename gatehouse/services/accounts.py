@@ -8,8 +8,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from gatehouse import metrics, regions
-from gatehouse.errors import (EmailTaken, GatehouseError, InvalidCredentials, RateLimited, TokenRevoked,
-                              UsernameTaken)
+from gatehouse.errors import EmailTaken, GatehouseError, InvalidCredentials, RateLimited, UsernameTaken
 from gatehouse.extensions import db
 from gatehouse.models import Session, Subscription, User, UserSettings
 from gatehouse.models.types import new_id
@@ -163,34 +162,13 @@ REFRESH_OUTCOMES = {"token_invalid": "invalid", "token_expired": "expired", "tok
 
 
 def refresh(refresh_token: str, now: datetime) -> SignIn:
+    """POST /auth/refresh: the rotation of services.tokens, counted by outcome."""
     try:
-        result = _rotate(refresh_token, now)
+        user, session, pair = tokens.rotate(refresh_token, now)
     except GatehouseError as err:
         metrics.refreshes.labels(REFRESH_OUTCOMES.get(err.code, "invalid")).inc()
         raise
     metrics.refreshes.labels("success").inc()
-    return result
-
-
-def _rotate(refresh_token: str, now: datetime) -> SignIn:
-    session_id = tokens.spend(refresh_token, now)
-    if session_id is None:
-        db.session.rollback()
-        error, reused = tokens.why_not_live(refresh_token, now)
-        if reused is not None:  # a spent token again: the whole family is compromised
-            security_events.record(reused.user_id, "refresh_token_reused", now, session_id=reused.id,
-                                   device_id=reused.device_id)
-            sessions.revoke(reused.user_id, [reused.id], now)
-            db.session.commit()
-        raise error
-    session, user = sessions.with_user(session_id)
-    if not user.active:
-        db.session.rollback()
-        sessions.revoke(user.id, [session.id], now)
-        db.session.commit()
-        raise TokenRevoked()
-    pair = tokens.issue(user, session, now)
-    db.session.commit()
     return SignIn(user, session, pair)
 
 

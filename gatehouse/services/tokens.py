@@ -1,4 +1,5 @@
-"""Issuing access tokens and rotating refresh tokens (RFC 9700), with the time passed in."""
+"""Access tokens (issue, verify) and each session's refresh-token family: spend, rotate, detect reuse
+(RFC 9700). The time is passed in."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,6 +102,36 @@ def spend(refresh_token: str, now: datetime) -> str | None:
     """
     return db.session.connection().execute(
         _SPEND, {"hash": sha256_hex(refresh_token), "now": now}).scalar_one_or_none()
+
+
+def rotate(refresh_token: str, now: datetime) -> tuple[User, Session, TokenPair]:
+    """Refresh rotation (RFC 9700 §4.14.2), whole: spend the token, and a new pair of its session.
+
+    A token spent before is a reuse: the family is compromised, so its session is revoked and
+    `refresh_token_reused` recorded; a session whose account is no longer active is revoked too.
+    Commits either way.
+    """
+    from gatehouse.services import security_events, sessions  # sessions authenticates with decode_access
+
+    session_id = spend(refresh_token, now)
+    if session_id is None:
+        db.session.rollback()
+        error, reused = why_not_live(refresh_token, now)
+        if reused is not None:
+            security_events.record(reused.user_id, "refresh_token_reused", now, session_id=reused.id,
+                                   device_id=reused.device_id)
+            sessions.revoke(reused.user_id, [reused.id], now)
+            db.session.commit()
+        raise error
+    session, user = sessions.with_user(session_id)
+    if not user.active:
+        db.session.rollback()
+        sessions.revoke(user.id, [session.id], now)
+        db.session.commit()
+        raise TokenRevoked()
+    pair = issue(user, session, now)
+    db.session.commit()
+    return user, session, pair
 
 
 def why_not_live(refresh_token: str, now: datetime) -> tuple[Exception, Session | None]:
