@@ -94,8 +94,9 @@ def test_a_fresh_clone_with_secret_key_migrates_and_starts_with_make_run(tmp_pat
 
     port = free_port()
     log = open(tmp_path / "make-run.log", "w")
-    # -o: the shared virtualenv is installed already; make must not reinstall it for the copied files.
-    process = subprocess.Popen(["make", "-o", ".venv/.installed", "run"], cwd=clone,
+    # -o: the shared virtualenv is installed, and its argon2 build made, already; make must not redo
+    # either for the copied files (newer than its stamps only because they were just copied).
+    process = subprocess.Popen(["make", "-o", ".venv/.installed", "-o", ".venv/.argon2-native", "run"], cwd=clone,
                                env={**env, "PORT": str(port), "WEB_CONCURRENCY": "1"},
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
