@@ -1,16 +1,38 @@
-"""gunicorn settings: gthread workers, sizes from the environment; WebSockets and plain HTTP get their own threads."""
+"""gunicorn settings: gthread workers, sizes from the environment. Plain HTTP gets its own threads;
+a WebSocket's upgrade runs on a thread of gunicorn's, then the socket moves to its process's loop
+(gatehouse.realtime.loop) and the thread goes back to work."""
 import multiprocessing
 import os
+import resource
+import socket
+
+from gunicorn.workers.gthread import ThreadWorker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # Measured (make bench, 2 cores): more than 2 plain-HTTP requests at once per process add no
-# throughput under the GIL, only tail latency. A WebSocket holds its thread for its whole life, so
-# each process gets one thread per allowed socket on top (the app refuses the upgrade beyond
-# WS_CONNECTIONS), and HTTP requests take one of WEB_THREADS slots in pre_request below.
+# throughput under the GIL, only tail latency; HTTP requests take one of WEB_THREADS slots in
+# pre_request below. WebSocket upgrades do not: they run on HANDSHAKE_THREADS threads of their own,
+# each for the few milliseconds of a handshake, so a reconnect storm never waits behind HTTP slots.
 http_slots = int(os.environ.get("WEB_THREADS", "2"))
-threads = http_slots + int(os.environ.get("WS_CONNECTIONS", "64"))
+HANDSHAKE_THREADS = 2
+threads = http_slots + HANDSHAKE_THREADS
+# A reconnect storm opens thousands of connections in a second; the kernel caps this at somaxconn.
+backlog = 4096
+
+
+def _open_files() -> tuple[int, int]:
+    """Every WebSocket is an open file: the soft limit goes up to the hard one (inherited by the workers)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+_open_files()
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
@@ -98,15 +120,62 @@ def post_request(worker, req, environ, resp):
         worker.http_slots.release()
 
 
-def _close_websockets(worker):
-    """A WebSocket would hold its thread, and so the worker's exit, until the client left."""
+def _hub(worker):
     extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
-    if "gatehouse.realtime" in extensions:
-        extensions["gatehouse.realtime"].registry.close_all()
+    return extensions.get("gatehouse.realtime")
+
+
+class Worker(ThreadWorker):
+    """gthread, and the WebSockets its process holds: on SIGTERM (a deploy, a HUP reload) the worker
+    first stops listening, then closes every socket with 1001; the clients reconnecting at once
+    land on the processes that still listen. It exits once they have gone (or CLOSE_WAIT later)."""
+
+    drain_seconds = 6.0
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        self._stop_listening()
+        hub = _hub(self)
+        if hub is not None:
+            hub.go_away()
+
+    def handle_quit(self, sig, frame):  # SIGINT / SIGQUIT: quick; worker_int closes the sockets
+        self.drain_seconds = 1.0
+        super().handle_quit(sig, frame)
+
+    def _stop_listening(self):
+        """With reuse_port the listening socket is this worker's own: shutting it takes it out of the
+        kernel's group at once, so no new connection is queued on a worker that no longer accepts (it
+        would be reset when the worker exits). A shared listener (reuse_port off) stays open for the others."""
+        if not self.cfg.reuse_port:
+            return
+        self.set_accept_enabled(False)
+        for listener in self.sockets:
+            try:
+                listener.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    def accept(self, listener):
+        if self.alive:  # a stopping worker's listener is shut: nothing to accept there
+            super().accept(listener)
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            hub = _hub(self)
+            if hub is not None:
+                hub.drain(self.drain_seconds)
+
+
+worker_class = Worker
 
 
 def worker_int(worker):  # SIGINT / SIGQUIT: quick shutdown
-    _close_websockets(worker)
+    hub = _hub(worker)
+    if hub is not None:
+        hub.go_away()
 
 
 def _metrics_directory(server):
@@ -126,28 +195,41 @@ def _metrics_directory(server):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir = tempfile.mkdtemp(prefix="gatehouse-metrics-")
 
 
+def _instance_directory(server):
+    """Where the workers of this instance share their WebSocket seats (gatehouse/realtime/seats.py):
+    a directory of this master's own, owner-only, removed at exit."""
+    import tempfile
+
+    os.environ["GATEHOUSE_INSTANCE_DIR"] = server.instance_dir = tempfile.mkdtemp(prefix="gatehouse-instance-")
+
+
 def child_exit(server, worker):
+    import sqlite3
+
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # its live gauges (connections, hashes in flight) end with it
+    seats = os.path.join(os.environ.get("GATEHOUSE_INSTANCE_DIR", ""), "ws-seats.sqlite")
+    if os.path.exists(seats):  # seats a crashed worker never gave back (gatehouse.realtime.seats.SharedSeats)
+        db = sqlite3.connect(seats, timeout=10, isolation_level=None)
+        try:
+            db.execute("DELETE FROM seats WHERE pid = ?", (worker.pid,))
+        except sqlite3.Error as exc:
+            server.log.warning("WebSocket seats of worker %s not freed: %s", worker.pid, exc)
+        finally:
+            db.close()
 
 
 def on_exit(server):
     import shutil
 
-    if getattr(server, "metrics_dir", None):
-        shutil.rmtree(server.metrics_dir, ignore_errors=True)
+    for path in (getattr(server, "metrics_dir", None), getattr(server, "instance_dir", None)):
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def post_fork(server, worker):
     worker.http_slots = FairSlots(http_slots)
-    graceful_exit = worker.handle_exit  # SIGTERM: close the sockets as well, then drain HTTP
-
-    def handle_exit(sig, frame):
-        graceful_exit(sig, frame)
-        _close_websockets(worker)
-
-    worker.handle_exit = handle_exit
 
     # Objects built at import time live for the whole process: keep them out of every collection,
     # and collect the young generation less often (each request allocates many short-lived objects).
@@ -162,6 +244,14 @@ def on_starting(server):
     PROMETHEUS_MULTIPROC_DIR once); then a development configuration that listens beyond loopback
     is warned about in the log."""
     _metrics_directory(server)
+    _instance_directory(server)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ws_connections = int(os.environ.get("WS_CONNECTIONS", "5000") or 5000)
+    server.log.info("open files per process: %s (hard limit %s); WS_CONNECTIONS %s per process", soft, hard,
+                    ws_connections)
+    if soft < ws_connections + 256:
+        server.log.warning("each WebSocket is an open file, and a process may open only %s: raise the hard "
+                           "limit (ulimit -Hn) or lower WS_CONNECTIONS (%s)", soft, ws_connections)
     from pathlib import Path
 
     from dotenv import dotenv_values

@@ -9,14 +9,16 @@ from api import bp
 from api.auth import bearer_token, caller
 from api.routing import endpoint, reply
 from api.schemas import Out, Timestamp
+from gatehouse import metrics
 from gatehouse.clock import now
-from gatehouse.errors import Forbidden, ServiceUnavailable, TokenInvalid
+from gatehouse.errors import Forbidden, RateLimited, ServiceUnavailable, TokenInvalid
 from gatehouse.extensions import sock
 from gatehouse.realtime.hub import hub
 from gatehouse.services import sessions, ws_tickets
 from gatehouse.services.runtime import setting
 
 realtime = Blueprint("realtime", __name__)
+SEAT_RETRY_SECONDS = 30
 
 
 class WsTicketResult(Out):
@@ -61,12 +63,26 @@ def handshake():
     else:
         raise TokenInvalid("Open /ws with Authorization: Bearer <accessToken>, a ?ticket= from "
                            "POST /auth/ws-ticket, or the portal's session cookie.")
+    # The user's fair share of this instance (CONTRACT §6), taken before the upgrade.
+    g.ws_seat = hub().seats.take(g.ws[0].user.id)
+    if g.ws_seat is None:
+        metrics.rate_limited.labels("websocket").inc()
+        raise RateLimited(f"This account holds {setting('WS_CONNECTIONS_PER_USER')} WebSockets on this instance "
+                          "already; close one first.", retry_after=SEAT_RETRY_SECONDS)
+
+
+@realtime.teardown_request
+def give_back_seat(_exc):
+    """A seat taken by a handshake that never became a connection (the upgrade failed)."""
+    seat = g.pop("ws_seat", None)
+    if seat is not None:
+        hub().seats.give_back(seat)
 
 
 @sock.route("/ws", bp=realtime)
 def ws(socket):
     who, expires_at = g.ws
-    hub().serve(socket, who, expires_at)
+    hub().serve(socket, who, expires_at, g.pop("ws_seat"))
 
 
 bp.register_blueprint(realtime)
