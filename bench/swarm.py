@@ -38,6 +38,7 @@ class Peer:
     opened: asyncio.Event = field(default_factory=asyncio.Event)
     versions: dict[int, float] = field(default_factory=dict)  # entity:updated version -> arrival time
     closes: list[int] = field(default_factory=list)
+    pings: int = 0
     reconnected_at: float | None = None
 
 
@@ -170,6 +171,7 @@ class Swarm:
                 ws.receive_data(data)
                 for event in ws.events():
                     if isinstance(event, Ping):
+                        peer.pings += 1
                         writer.write(ws.send(event.response()))
                     elif isinstance(event, TextMessage):
                         self._frame(peer, event.data)

@@ -58,14 +58,13 @@ class Hub:
 
     # ---- the handshake's thread ------------------------------------------------------------------
 
-    def serve(self, ws, caller: sessions.Caller, expires_at: datetime, seat: str) -> None:
+    def serve(self, ws, who: sessions.Member, expires_at: datetime, seat: str) -> None:
         """Take over an accepted socket and return: the loop holds it from now on, and the jobs thread
         announces the user's presence (its first frame). The handshake's queries are over: their
         database connection goes back to the pool first."""
         db.session.remove()
         wire = Wire.take_over(ws, MAX_BODY_BYTES, MAX_PENDING)
-        conn = Connection(wire, caller.user.id, caller.session.id, caller.user.role == "admin", expires_at, self,
-                          self.timing, seat)
+        conn = Connection(wire, who.user_id, who.session_id, who.role == "admin", expires_at, self, self.timing, seat)
         self.bridge.ensure_listening()
         conn.held = self.registry.add(conn)  # subscribed before its presence is announced
         self.loop.adopt(conn)
@@ -132,7 +131,7 @@ class Hub:
 
     @staticmethod
     def _check_live(session_ids: list[str], moment: datetime) -> dict[str, str]:
-        return sessions.live_roles(session_ids, moment)
+        return {session_id: who.role for session_id, who in sessions.live_members(session_ids, moment).items()}
 
     @staticmethod
     def _checked(batch: list[Connection], roles: dict[str, str] | None, exc: Exception | None) -> None:
@@ -147,8 +146,8 @@ class Hub:
     @staticmethod
     def renewal(access_token: str, moment: datetime) -> tuple[str, str, int]:
         """session:renew: the token's session, its account's role and the token's expiry (epoch)."""
-        caller = sessions.authenticate(access_token, moment)
-        return caller.session.id, caller.user.role, caller.claims["exp"]
+        who, claims = sessions.verify(access_token, moment)
+        return who.session_id, who.role, claims["exp"]
 
     # ---- shutting down ---------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.clock import iso_z
@@ -38,6 +38,7 @@ class Roster:
         self._client = client
         self._lapse = lapse_seconds
         self._swept: datetime | None = None
+        self._upsert = None
 
     def _key(self, user_id: str) -> str:
         return f"gatehouse:presence:{user_id}"
@@ -64,9 +65,12 @@ class Roster:
 
     def _hold_in_database(self, held: list[tuple[str, str]], now: datetime) -> None:
         lapses_at = now + timedelta(seconds=self._lapse)
-        insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(PresenceConnection)
-        db.session.execute(insert.on_conflict_do_update(index_elements=["id"], set_={"lapses_at": lapses_at}),
-                           [{"id": conn_id, "user_id": user_id, "lapses_at": lapses_at} for user_id, conn_id in held])
+        if self._upsert is None:  # built once: a storm's opens and every second's heartbeats run it
+            insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(PresenceConnection)
+            self._upsert = insert.on_conflict_do_update(index_elements=["id"],
+                                                        set_={"lapses_at": insert.excluded.lapses_at})
+        db.session.connection().execute(
+            self._upsert, [{"id": conn_id, "user_id": user_id, "lapses_at": lapses_at} for user_id, conn_id in held])
         if self._swept is None or now - self._swept > timedelta(seconds=self.SWEEP_SECONDS):
             self._swept = now
             db.session.execute(delete(PresenceConnection).where(PresenceConnection.lapses_at <= now))
@@ -113,6 +117,13 @@ def _by_user(held: list[tuple[str, str]]) -> dict[str, list[str]]:
     return users
 
 
+# Built once (statement construction cost more than the query): a reconnect storm runs it thousands of times.
+_LAST_ACTIVE = (select(User.id, func.max(Session.last_seen_at), User.show_status).select_from(User)
+                .outerjoin(Session, (Session.user_id == User.id) & Session.revoked_at.is_(None)
+                           & (Session.expires_at > bindparam("now", type_=Session.expires_at.type)))
+                .where(User.id.in_(bindparam("user_ids", expanding=True))).group_by(User.id, User.show_status))
+
+
 class Presence:
     def __init__(self, roster: Roster, idle_seconds: int):
         self.roster = roster
@@ -124,12 +135,7 @@ class Presence:
 
     def last_active_of(self, user_ids, now: datetime) -> dict[str, tuple[datetime | None, str]]:
         """last_active of many users in one query (grouped by user)."""
-        rows = db.session.execute(
-            select(User.id, func.max(Session.last_seen_at), User.show_status)
-            .select_from(User).outerjoin(Session, (Session.user_id == User.id) & Session.revoked_at.is_(None)
-                                         & (Session.expires_at > now))
-            .where(User.id.in_(list(user_ids))).group_by(User.id, User.show_status)
-        ).all()
+        rows = db.session.connection().execute(_LAST_ACTIVE, {"user_ids": list(user_ids), "now": now}).all()
         db.session.remove()
         return {user_id: (last, show_status) for user_id, last, show_status in rows}
 
