@@ -2,14 +2,18 @@
 a WebSocket's upgrade runs on a thread of gunicorn's, then the socket moves to its process's loop
 (gatehouse.realtime.loop) and the thread goes back to work."""
 import collections
+import errno
 import multiprocessing
 import os
 import resource
+import selectors
 import socket
 import threading
+import time
 from concurrent import futures
+from functools import partial
 
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
@@ -19,7 +23,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # handshake, and the threads are split into lanes (Lanes below) so that a reconnect storm's
 # thousands of upgrades never queue in front of the HTTP requests.
 http_slots = int(os.environ.get("WEB_THREADS", "2"))
-HANDSHAKE_THREADS = 2
+HANDSHAKE_THREADS = 4
 threads = http_slots + HANDSHAKE_THREADS
 # A reconnect storm opens thousands of connections in a second; the kernel caps this at somaxconn.
 backlog = 4096
@@ -130,25 +134,27 @@ def _hub(worker):
 
 
 class Lanes:
-    """The worker's thread pool, with two queues: requests on connections already open (kept alive:
-    the HTTP traffic of clients and routers) and the first request of a new connection (a WebSocket
-    upgrade, mostly). WEB_THREADS threads take kept-alive work first, HANDSHAKE_THREADS threads new
-    connections first, and each takes the other queue's work when its own is empty: neither starves.
-    With one FIFO queue, a reconnect storm put 2,500 upgrades per process in front of every HTTP
-    request (make bench measured /auth/me p99 at 15-25 s for the whole storm)."""
+    """The worker's thread pool, with two queues: plain HTTP requests, and WebSocket upgrades.
+    WEB_THREADS threads take HTTP first, HANDSHAKE_THREADS threads upgrades first, and each takes the
+    other queue's work when its own is empty: neither starves. With one FIFO queue, a reconnect storm
+    put 2,500 upgrades per process in front of every HTTP request (make bench measured GET /auth/me
+    p99 at 15-25 s for the whole storm); with the queues split by connection age instead (kept-alive
+    first), the HTTP of clients that reconnect in the same deploy (a router's new connections) still
+    waited behind the upgrades."""
 
-    def __init__(self, kept_threads: int, fresh_threads: int):
+    def __init__(self, http_threads: int, upgrade_threads: int):
         self._ready = threading.Condition()
-        self._kept = collections.deque()
-        self._fresh = collections.deque()
+        self._http = collections.deque()
+        self._upgrades = collections.deque()
         self._stopping = False
-        for lanes in [(self._kept, self._fresh)] * kept_threads + [(self._fresh, self._kept)] * fresh_threads:
+        order = [(self._http, self._upgrades)] * http_threads + [(self._upgrades, self._http)] * upgrade_threads
+        for lanes in order:
             threading.Thread(target=self._work, args=lanes, daemon=True).start()
 
-    def submit(self, fn, *args, fresh: bool = False) -> futures.Future:
+    def submit(self, fn, *args, upgrade: bool = False) -> futures.Future:
         future = futures.Future()
         with self._ready:
-            (self._fresh if fresh else self._kept).append((future, fn, args))
+            (self._upgrades if upgrade else self._http).append((future, fn, args))
             self._ready.notify()
         return future
 
@@ -172,6 +178,30 @@ class Lanes:
             self._ready.notify_all()
 
 
+ACCEPT_BURST = 64
+# A new connection may take this long to send its request. gthread's keepalive (5 s) closed the
+# connections of a reconnect storm that were still waiting for the main thread to look at them.
+PENDING_SECONDS = 30
+
+
+def _has_data(sock) -> bool:
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False
+
+
+def _is_upgrade(sock) -> bool:
+    """Whether the request waiting on `sock` asks for a WebSocket, read without consuming it. Headers
+    not all in the first segment count as plain HTTP: that lane serves upgrades as well."""
+    try:
+        head = sock.recv(8192, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    head = head.split(b"\r\n\r\n", 1)[0].lower()
+    return b"\r\nupgrade:" in head and b"websocket" in head
+
+
 class Worker(ThreadWorker):
     """gthread, and the WebSockets its process holds: on SIGTERM (a deploy, a HUP reload) the worker
     first stops listening, then closes every socket with 1001; the clients reconnecting at once
@@ -182,8 +212,34 @@ class Worker(ThreadWorker):
     def get_thread_pool(self):
         return Lanes(http_slots, HANDSHAKE_THREADS)
 
+    def accept(self, listener):
+        """As gthread's, but the request of a new connection is first put in its lane (Lanes), and a
+        burst is accepted in one go: in a reconnect storm the main thread, which competes for the GIL
+        with every other thread, was the bottleneck when it took one connection per poller event."""
+        if not self.alive:  # a stopping worker's listener is shut: nothing to accept there
+            return
+        for _ in range(ACCEPT_BURST):
+            if self.nr_conns >= self.worker_connections:
+                return
+            try:
+                client, address = listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    return
+                raise
+            self.nr_conns += 1
+            conn = TConn(self.cfg, client, address, listener.getsockname())
+            if _has_data(conn.sock):
+                conn.data_ready = True
+                self.enqueue_req(conn)
+            else:  # no request yet: it waits in the poller (gthread's path for a slow client)
+                conn.timeout = time.monotonic() + PENDING_SECONDS
+                self.pending_conns.append(conn)
+                self.poller.register(conn.sock, selectors.EVENT_READ,
+                                     partial(self.on_pending_socket_readable, conn))
+
     def enqueue_req(self, conn):
-        fs = self.tpool.submit(self.handle, conn, fresh=not conn.initialized)
+        fs = self.tpool.submit(self.handle, conn, upgrade=not self.cfg.is_ssl and _is_upgrade(conn.sock))
         fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
 
     def handle_exit(self, sig, frame):
@@ -209,10 +265,6 @@ class Worker(ThreadWorker):
                 listener.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass
-
-    def accept(self, listener):
-        if self.alive:  # a stopping worker's listener is shut: nothing to accept there
-            super().accept(listener)
 
     def run(self):
         try:

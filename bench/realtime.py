@@ -4,9 +4,11 @@ On one instance (the Procfile's web:, gunicorn with its default two processes): 
 (5,000) idle authenticated sockets, each answering the server's pings; GET /auth/me at 16
 connections (wrk) without them and then beside them, back to back; resident memory per socket (the
 workers' RSS before and after); the fan-out latency of one entity:updated to a user holding 16
-connections; and a reconnect storm: a graceful reload (SIGHUP, what a deploy of the instance does)
-closes every socket with 1001 and all reconnect at once, while a client of its own records every
-/auth/me request's latency second by second. On PostgreSQL + Redis a second instance makes the
+connections; and a reconnect storm:
+on a deploy every socket closes with 1001 and all reconnect at once, while a client of its own records every
+/auth/me request's latency second by second. The deploy is the one a single machine can do without
+downtime: the new instance starts on the same port (SO_REUSEPORT: gunicorn's reuse_port), then the
+old one gets SIGTERM, stops listening and closes its sockets with 1001. On PostgreSQL + Redis a second instance makes the
 profile changes, so the events cross instances. Bounded in time, loopback only.
 """
 from __future__ import annotations
@@ -51,6 +53,29 @@ def open_files_limit(pid: int) -> str:
     return "?"
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_booted(service, workers: int = 2, timeout: float = 60) -> None:
+    """Until the service's workers have loaded the app: a request to the shared port may be answered
+    by the old instance, so readiness is read from the workers themselves (they go quiet once loaded)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        pids = worker_pids(service)
+        try:
+            used = sum(cpu_seconds(pid) for pid in pids)
+        except OSError:
+            continue
+        if len(pids) >= workers and last is not None and used - last < 0.05:  # under 10 % of a core
+            return
+        last = used
+    raise RuntimeError("the new instance did not finish booting")
+
+
 def fan_out(swarm: Swarm, peers: list, writer, token: str) -> dict:
     """ROUNDS profile changes through `writer`; each one's arrival at the 16 connections, in ms."""
     latencies = []
@@ -73,14 +98,17 @@ def fan_out(swarm: Swarm, peers: list, writer, token: str) -> dict:
             "missing": missing}
 
 
-def storm(swarm: Swarm, holder, token: str) -> dict:
-    """SIGHUP the holder's master; every socket gets 1001 and reconnects at once."""
+def storm(swarm: Swarm, holder, successor, token: str) -> dict:
+    """Deploy: `successor` starts on the holder's port, then the holder gets SIGTERM; every socket
+    gets 1001 and reconnects at once, to the successor."""
     swarm.reset_storm()
-    timeline = Timeline(holder.port, token)
+    successor.start()
+    wait_booted(successor)
+    timeline = Timeline(holder.port, token)  # its connections land on either instance, as a router's would
     timeline.start()
     time.sleep(4)
     hup_epoch, hup = time.time(), time.perf_counter()
-    holder.process.send_signal(signal.SIGHUP)
+    holder.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STORM_LIMIT
     while not swarm.storm_done(len(swarm.peers)) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -99,6 +127,7 @@ def storm(swarm: Swarm, holder, token: str) -> dict:
         "reconnected": len(reconnected), "of": len(swarm.peers),
         "first_1001": (swarm.going_away_at - hup) if swarm.going_away_at else None,
         "all_back": (max(reconnected) - hup) if reconnected else done - hup,
+        "first_back": (min(reconnected) - hup) if reconnected else None,
         "quiet_p99": quiet, "p99s": p99s, "worst_p99": max(p99s, default=0.0),
         "slow_seconds": sum(1 for p99 in p99s if p99 > GOAL_STORM_RATIO * quiet),
         "http_errors": sum(1 for _, _, status in samples if status not in (200, 0)),
@@ -107,9 +136,10 @@ def storm(swarm: Swarm, holder, token: str) -> dict:
     }
 
 
-def run(name: str, services: list, wrk, lua, prepare) -> dict:
+def run(name: str, services: list, wrk, lua, prepare, successor) -> dict:
     """The realtime phase on `services` (started): the sockets and HTTP on the first, profile changes
-    through the last (another instance on PostgreSQL + Redis)."""
+    through the last (another instance on PostgreSQL + Redis); `successor()` makes the instance that
+    replaces the first at the deploy (started and stopped by the caller's list)."""
     holder, writer = services[0], services[-1]
     began = time.perf_counter()
     before, now = raise_open_files()
@@ -144,7 +174,8 @@ def run(name: str, services: list, wrk, lua, prepare) -> dict:
         crossing = "through the other instance (Redis)" if writer is not holder else "across the processes"
         print(f"[{name} realtime] fan-out of entity:updated to 16 connections, {crossing}: p50 {fan['p50']:.1f} ms, "
               f"p99 {fan['p99']:.1f} ms ({fan['samples']} arrivals, {fan['missing']} missing)", flush=True)
-        storm_figures = storm(swarm, holder, me_token)
+        services.append(successor())
+        storm_figures = storm(swarm, holder, services[-1], me_token)
         pinged_total = sum(1 for peer in swarm.peers if peer.pings)
     finally:
         swarm.close()
@@ -155,7 +186,7 @@ def run(name: str, services: list, wrk, lua, prepare) -> dict:
           f"{held:,} sockets {loud['rps']:.1f} req/s p99 {loud['p99']:.1f} ms (errors {quiet['errors']}/{loud['errors']}); "
           f"{figures['pinged']:,} sockets answered a ping", flush=True)
     print(f"[{name} realtime] reconnect storm: {s['reconnected']:,} of {s['of']:,} back {s['all_back']:.1f} s after "
-          f"SIGHUP (first 1001 at {s['first_1001'] or 0:.2f} s); refused upgrades {dict(swarm.refused)}, "
+          f"the old instance's SIGTERM (first 1001 at {s['first_1001'] or 0:.2f} s); refused upgrades {dict(swarm.refused)}, "
           f"connection retries {swarm.retries}; /auth/me p99 before {s['quiet_p99']:.1f} ms, per second after "
           f"{', '.join(f'{p:.0f}' for p in s['p99s'])} ms; {s['slow_seconds']} s above 10x; HTTP errors "
           f"{s['http_errors']}, kept-alive connections closed by the old workers {s['broken']}", flush=True)

@@ -95,8 +95,8 @@ def argon2_figures(native: bool) -> tuple[float, float]:
 # ---- the service ---------------------------------------------------------------------------------
 
 class Service:
-    def __init__(self, env: dict):
-        self.port = free_port()
+    def __init__(self, env: dict, port: int | None = None):
+        self.port = port or free_port()  # a port of a running one: its successor (SO_REUSEPORT)
         self.env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": "2",
                     "RATELIMIT_ENABLED": "0", "APP_ENV": "development", "SECRET_KEY": "bench-" + "k" * 40,
                     "OUTBOX_INLINE": "0", **ARGON2}
@@ -132,9 +132,11 @@ class Service:
 
     def start(self) -> None:
         bin_dir = Path(sys.executable).parent
+        # BENCH_LOGS=<directory>: each service's log there (gunicorn-<port>-<n>.log), else none.
+        logs = os.environ.get("BENCH_LOGS")
+        out = open(Path(logs) / f"gunicorn-{self.port}-{time.monotonic_ns()}.log", "w") if logs else subprocess.DEVNULL
         self.process = subprocess.Popen([str(bin_dir / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                        cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                        cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -329,7 +331,7 @@ def realtime_backend(name: str, envs: list[dict]) -> dict:
         services[0].migrate()
         for service in services:
             service.start()
-        return realtime.run(name, services, wrk, lua, prepare)
+        return realtime.run(name, services, wrk, lua, prepare, successor=lambda: Service(envs[0], services[0].port))
     finally:
         for service in services:
             service.stop()

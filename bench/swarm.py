@@ -49,6 +49,7 @@ class Swarm:
         self.peers: list[Peer] = []
         self.refused: dict[int, int] = defaultdict(int)  # HTTP status of a refused upgrade -> count
         self.retries = 0  # connections refused or reset before an answer (retried after 50 ms)
+        self.retry_kinds: dict[str, int] = defaultdict(int)
         self.going_away_at: float | None = None  # the first 1001 of a storm
         self._stop = False
         self._tasks: list[asyncio.Task] = []
@@ -88,6 +89,7 @@ class Swarm:
             self._call(cancel(), timeout=60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        self.loop.close()
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -121,7 +123,8 @@ class Swarm:
         while not self._stop:
             try:
                 reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-            except OSError:
+            except OSError as exc:
+                self.retry_kinds[type(exc).__name__] += 1
                 self.retries += 1
                 await asyncio.sleep(0.05)
                 continue
@@ -131,7 +134,8 @@ class Swarm:
                                          extensions=[PerMessageDeflate()])))
             try:
                 status = await self._handshake(ws, reader)
-            except (OSError, asyncio.IncompleteReadError):
+            except (OSError, asyncio.IncompleteReadError) as exc:
+                self.retry_kinds[type(exc).__name__] += 1
                 status = None
             if status == 101:
                 if peer.opened.is_set():
@@ -140,6 +144,7 @@ class Swarm:
                 return ws, reader, writer
             writer.close()
             if status is None:  # reset before any answer: the listener went away under it
+                self.retry_kinds["eof"] += 1
                 self.retries += 1
                 await asyncio.sleep(0.05)
                 continue
