@@ -1,16 +1,46 @@
-"""gunicorn settings: gthread workers, sizes from the environment; WebSockets and plain HTTP get their own threads."""
+"""gunicorn settings: gthread workers, sizes from the environment. Plain HTTP gets its own threads;
+a WebSocket's upgrade runs on a thread of gunicorn's, then the socket moves to its process's loop
+(gatehouse.realtime.loop) and the thread goes back to work."""
+import collections
+import errno
 import multiprocessing
 import os
+import resource
+import selectors
+import socket
+import threading
+import time
+from concurrent import futures
+from functools import partial
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 # Measured (make bench, 2 cores): more than 2 plain-HTTP requests at once per process add no
-# throughput under the GIL, only tail latency. A WebSocket holds its thread for its whole life, so
-# each process gets one thread per allowed socket on top (the app refuses the upgrade beyond
-# WS_CONNECTIONS), and HTTP requests take one of WEB_THREADS slots in pre_request below.
+# throughput under the GIL, only tail latency; HTTP requests take one of WEB_THREADS slots in
+# pre_request below. WebSocket upgrades do not: they hold a thread for the milliseconds of the
+# handshake, and the threads are split into lanes (Lanes below) so that a reconnect storm's
+# thousands of upgrades never queue in front of the HTTP requests.
 http_slots = int(os.environ.get("WEB_THREADS", "2"))
-threads = http_slots + int(os.environ.get("WS_CONNECTIONS", "64"))
+HANDSHAKE_THREADS = 4
+threads = http_slots + HANDSHAKE_THREADS
+# A reconnect storm opens thousands of connections in a second; the kernel caps this at somaxconn.
+backlog = 4096
+
+
+def _open_files() -> tuple[int, int]:
+    """Every WebSocket is an open file: the soft limit goes up to the hard one (inherited by the workers)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+_open_files()
 timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
@@ -98,15 +128,160 @@ def post_request(worker, req, environ, resp):
         worker.http_slots.release()
 
 
-def _close_websockets(worker):
-    """A WebSocket would hold its thread, and so the worker's exit, until the client left."""
+def _hub(worker):
     extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
-    if "gatehouse.realtime" in extensions:
-        extensions["gatehouse.realtime"].registry.close_all()
+    return extensions.get("gatehouse.realtime")
+
+
+class Lanes:
+    """The worker's thread pool, with two queues: plain HTTP requests, and WebSocket upgrades.
+    WEB_THREADS threads take HTTP first, HANDSHAKE_THREADS threads upgrades first, and each takes the
+    other queue's work when its own is empty: neither starves. With one FIFO queue, a reconnect storm
+    put 2,500 upgrades per process in front of every HTTP request (make bench measured GET /auth/me
+    p99 at 15-25 s for the whole storm); with the queues split by connection age instead (kept-alive
+    first), the HTTP of clients that reconnect in the same deploy (a router's new connections) still
+    waited behind the upgrades."""
+
+    def __init__(self, http_threads: int, upgrade_threads: int):
+        self._ready = threading.Condition()
+        self._http = collections.deque()
+        self._upgrades = collections.deque()
+        self._stopping = False
+        order = [(self._http, self._upgrades)] * http_threads + [(self._upgrades, self._http)] * upgrade_threads
+        for lanes in order:
+            threading.Thread(target=self._work, args=lanes, daemon=True).start()
+
+    def submit(self, fn, *args, upgrade: bool = False) -> futures.Future:
+        future = futures.Future()
+        with self._ready:
+            (self._upgrades if upgrade else self._http).append((future, fn, args))
+            self._ready.notify()
+        return future
+
+    def _work(self, first, second) -> None:
+        while True:
+            with self._ready:
+                while not (first or second or self._stopping):
+                    self._ready.wait()
+                if self._stopping:
+                    return
+                future, fn, args = (first or second).popleft()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:  # as concurrent.futures does: the caller sees it
+                    future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        with self._ready:
+            self._stopping = True
+            self._ready.notify_all()
+
+
+ACCEPT_BURST = 64
+# A new connection may take this long to send its request. gthread's keepalive (5 s) closed the
+# connections of a reconnect storm that were still waiting for the main thread to look at them.
+PENDING_SECONDS = 30
+
+
+def _has_data(sock) -> bool:
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False
+
+
+def _is_upgrade(sock) -> bool:
+    """Whether the request waiting on `sock` asks for a WebSocket, read without consuming it. Headers
+    not all in the first segment count as plain HTTP: that lane serves upgrades as well."""
+    try:
+        head = sock.recv(8192, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    head = head.split(b"\r\n\r\n", 1)[0].lower()
+    return b"\r\nupgrade:" in head and b"websocket" in head
+
+
+class Worker(ThreadWorker):
+    """gthread, and the WebSockets its process holds: on SIGTERM (a deploy, a HUP reload) the worker
+    first stops listening, then closes every socket with 1001; the clients reconnecting at once
+    land on the processes that still listen. It exits once they have gone (or CLOSE_WAIT later)."""
+
+    drain_seconds = 6.0
+
+    def get_thread_pool(self):
+        return Lanes(http_slots, HANDSHAKE_THREADS)
+
+    def accept(self, listener):
+        """As gthread's, but the request of a new connection is first put in its lane (Lanes), and a
+        burst is accepted in one go: in a reconnect storm the main thread, which competes for the GIL
+        with every other thread, was the bottleneck when it took one connection per poller event."""
+        if not self.alive:  # a stopping worker's listener is shut: nothing to accept there
+            return
+        for _ in range(ACCEPT_BURST):
+            if self.nr_conns >= self.worker_connections:
+                return
+            try:
+                client, address = listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                    return
+                raise
+            self.nr_conns += 1
+            conn = TConn(self.cfg, client, address, listener.getsockname())
+            if _has_data(conn.sock):
+                conn.data_ready = True
+                self.enqueue_req(conn)
+            else:  # no request yet: it waits in the poller (gthread's path for a slow client)
+                conn.timeout = time.monotonic() + PENDING_SECONDS
+                self.pending_conns.append(conn)
+                self.poller.register(conn.sock, selectors.EVENT_READ,
+                                     partial(self.on_pending_socket_readable, conn))
+
+    def enqueue_req(self, conn):
+        fs = self.tpool.submit(self.handle, conn, upgrade=not self.cfg.is_ssl and _is_upgrade(conn.sock))
+        fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+
+    def handle_exit(self, sig, frame):
+        super().handle_exit(sig, frame)
+        self._stop_listening()
+        hub = _hub(self)
+        if hub is not None:
+            hub.go_away()
+
+    def handle_quit(self, sig, frame):  # SIGINT / SIGQUIT: quick; worker_int closes the sockets
+        self.drain_seconds = 1.0
+        super().handle_quit(sig, frame)
+
+    def _stop_listening(self):
+        """With reuse_port the listening socket is this worker's own: shutting it takes it out of the
+        kernel's group at once, so no new connection is queued on a worker that no longer accepts (it
+        would be reset when the worker exits). A shared listener (reuse_port off) stays open for the others."""
+        if not self.cfg.reuse_port:
+            return
+        self.set_accept_enabled(False)
+        for listener in self.sockets:
+            try:
+                listener.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+    def run(self):
+        try:
+            super().run()
+        finally:
+            hub = _hub(self)
+            if hub is not None:
+                hub.drain(self.drain_seconds)
+
+
+worker_class = Worker
 
 
 def worker_int(worker):  # SIGINT / SIGQUIT: quick shutdown
-    _close_websockets(worker)
+    hub = _hub(worker)
+    if hub is not None:
+        hub.go_away()
 
 
 def _metrics_directory(server):
@@ -126,28 +301,41 @@ def _metrics_directory(server):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_dir = tempfile.mkdtemp(prefix="gatehouse-metrics-")
 
 
+def _instance_directory(server):
+    """Where the workers of this instance share their WebSocket seats (gatehouse/realtime/seats.py):
+    a directory of this master's own, owner-only, removed at exit."""
+    import tempfile
+
+    os.environ["GATEHOUSE_INSTANCE_DIR"] = server.instance_dir = tempfile.mkdtemp(prefix="gatehouse-instance-")
+
+
 def child_exit(server, worker):
+    import sqlite3
+
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # its live gauges (connections, hashes in flight) end with it
+    seats = os.path.join(os.environ.get("GATEHOUSE_INSTANCE_DIR", ""), "ws-seats.sqlite")
+    if os.path.exists(seats):  # seats a crashed worker never gave back (gatehouse.realtime.seats.SharedSeats)
+        db = sqlite3.connect(seats, timeout=10, isolation_level=None)
+        try:
+            db.execute("DELETE FROM seats WHERE pid = ?", (worker.pid,))
+        except sqlite3.Error as exc:
+            server.log.warning("WebSocket seats of worker %s not freed: %s", worker.pid, exc)
+        finally:
+            db.close()
 
 
 def on_exit(server):
     import shutil
 
-    if getattr(server, "metrics_dir", None):
-        shutil.rmtree(server.metrics_dir, ignore_errors=True)
+    for path in (getattr(server, "metrics_dir", None), getattr(server, "instance_dir", None)):
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def post_fork(server, worker):
     worker.http_slots = FairSlots(http_slots)
-    graceful_exit = worker.handle_exit  # SIGTERM: close the sockets as well, then drain HTTP
-
-    def handle_exit(sig, frame):
-        graceful_exit(sig, frame)
-        _close_websockets(worker)
-
-    worker.handle_exit = handle_exit
 
     # Objects built at import time live for the whole process: keep them out of every collection,
     # and collect the young generation less often (each request allocates many short-lived objects).
@@ -162,6 +350,14 @@ def on_starting(server):
     PROMETHEUS_MULTIPROC_DIR once); then a development configuration that listens beyond loopback
     is warned about in the log."""
     _metrics_directory(server)
+    _instance_directory(server)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ws_connections = int(os.environ.get("WS_CONNECTIONS", "5000") or 5000)
+    server.log.info("open files per process: %s (hard limit %s); WS_CONNECTIONS %s per process", soft, hard,
+                    ws_connections)
+    if soft < ws_connections + 256:
+        server.log.warning("each WebSocket is an open file, and a process may open only %s: raise the hard "
+                           "limit (ulimit -Hn) or lower WS_CONNECTIONS (%s)", soft, ws_connections)
     from pathlib import Path
 
     from dotenv import dotenv_values

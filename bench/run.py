@@ -33,11 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import realtime  # noqa: E402
 from bench.seed import seed  # noqa: E402
-from tests.servers import Postgres, postgres_bin, free_port  # noqa: E402
+from tests.servers import Postgres, Redis, free_port, postgres_bin, redis_bin  # noqa: E402
 
 PASSWORD = "bench password that is long enough"
 PHASE_SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+# BENCH_ONLY=http or BENCH_ONLY=realtime runs one part, BENCH_DATABASES=sqlite (or postgres) one
+# database; all by default.
+ONLY = os.environ.get("BENCH_ONLY", "")
+DATABASES = os.environ.get("BENCH_DATABASES", "sqlite,postgres").split(",")
 ARGON2 = {"ARGON2_MEMORY_KIB": "19456", "ARGON2_TIME_COST": "2", "ARGON2_PARALLELISM": "1"}
 SEED = {name: int(os.environ.get(f"SEED_{name.upper()}", default))
         for name, default in (("users", 100_000), ("sessions", 1_000_000), ("refresh_tokens", 1_000_000))}
@@ -90,8 +95,8 @@ def argon2_figures(native: bool) -> tuple[float, float]:
 # ---- the service ---------------------------------------------------------------------------------
 
 class Service:
-    def __init__(self, env: dict):
-        self.port = free_port()
+    def __init__(self, env: dict, port: int | None = None):
+        self.port = port or free_port()  # a port of a running one: its successor (SO_REUSEPORT)
         self.env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port), "WEB_CONCURRENCY": "2",
                     "RATELIMIT_ENABLED": "0", "APP_ENV": "development", "SECRET_KEY": "bench-" + "k" * 40,
                     "OUTBOX_INLINE": "0", **ARGON2}
@@ -127,9 +132,11 @@ class Service:
 
     def start(self) -> None:
         bin_dir = Path(sys.executable).parent
+        # BENCH_LOGS=<directory>: each service's log there (gunicorn-<port>-<n>.log), else none.
+        logs = os.environ.get("BENCH_LOGS")
+        out = open(Path(logs) / f"gunicorn-{self.port}-{time.monotonic_ns()}.log", "w") if logs else subprocess.DEVNULL
         self.process = subprocess.Popen([str(bin_dir / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                        cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+                                        cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -317,9 +324,24 @@ def ensure_wrk() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
 
 
+def realtime_backend(name: str, envs: list[dict]) -> dict:
+    """The realtime phase on one instance per env (sharing its database, and Redis when given)."""
+    services = [Service(env) for env in envs]
+    try:
+        services[0].migrate()
+        for service in services:
+            service.start()
+        return realtime.run(name, services, wrk, lua, prepare, successor=lambda: Service(envs[0], services[0].port))
+    finally:
+        for service in services:
+            service.stop()
+
+
 def main() -> None:
     ensure_wrk()
     began = time.perf_counter()
+    if ONLY == "realtime":
+        return realtime_main(began)
     one_ms, ceiling = argon2_figures(native=True)
     portable_ms, portable_ceiling = argon2_figures(native=False)
     from gatehouse.security import argon2_native
@@ -346,9 +368,40 @@ def main() -> None:
             results["postgres"], ceilings["postgres"] = run_backend("postgres", envs)
         finally:
             pg.stop()
+    live = realtime_main(began, print_goals=False) if ONLY != "http" else {}
     print(f"goals (C per database, measured just before its logins; run took {time.perf_counter() - began:.0f} s):")
-    for line in goal_lines(results, ceilings):
+    for line in goal_lines(results, ceilings) + realtime.goal_lines(live):
         print(line)
+
+
+def realtime_main(began: float, print_goals: bool = True) -> dict:
+    """The realtime phase on SQLite (one instance), then on PostgreSQL + Redis (two instances)."""
+    results = {}
+    if "sqlite" in DATABASES:
+        with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmp:
+            results["sqlite"] = realtime_backend("sqlite", [{"DATABASE_URL": f"sqlite:///{tmp}/realtime.db"}])
+    bindir, redis_server = postgres_bin(), redis_bin()
+    if "postgres" not in DATABASES:
+        pass
+    elif bindir is None or redis_server is None:
+        print("[postgres realtime] skipped: PostgreSQL or Redis server binaries not installed")
+    else:
+        pg, redis = Postgres(bindir), Redis(redis_server)
+        pg.start()
+        redis.start()
+        try:
+            subprocess.run([*pg.as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U",
+                            "postgres", "realtime"], check=True)
+            env = {"DATABASE_URL": pg.url("realtime"), "REDIS_URL": redis.url(), "PUBLIC_URL": "http://gatehouse.bench"}
+            results["postgres"] = realtime_backend("postgres", [env, env])
+        finally:
+            redis.stop()
+            pg.stop()
+    if print_goals:
+        print(f"goals (run took {time.perf_counter() - began:.0f} s):")
+        for line in realtime.goal_lines(results):
+            print(line)
+    return results
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def test_defaults_need_no_variable(tmp_path):
     assert config["REDIS_URL"] is None
     assert config["OUTBOX_INLINE"] is True
     assert (config["ARGON2_MEMORY_KIB"], config["ARGON2_TIME_COST"], config["ARGON2_PARALLELISM"]) == (19456, 2, 1)
+    assert (config["WS_CONNECTIONS"], config["WS_CONNECTIONS_PER_USER"]) == (5000, 16)
 
 
 def test_development_secret_is_generated_once_and_private(tmp_path):
@@ -56,6 +57,8 @@ def test_both_postgres_url_schemes_use_psycopg3(url, tmp_path):
     ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
     ({"DEFAULT_REGION": "XX"}, "DEFAULT_REGION"),
     ({"RATELIMIT_ENABLED": "maybe"}, "RATELIMIT_ENABLED"),
+    ({"WS_CONNECTIONS_PER_USER": "0"}, "WS_CONNECTIONS_PER_USER"),
+    ({"WS_CONNECTIONS": "many"}, "WS_CONNECTIONS"),
 ])
 def test_invalid_settings_are_refused_naming_the_variable(environ, named, tmp_path):
     with pytest.raises(ConfigError) as info:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.clock import iso_z
@@ -38,60 +38,90 @@ class Roster:
         self._client = client
         self._lapse = lapse_seconds
         self._swept: datetime | None = None
+        self._upsert = None
 
     def _key(self, user_id: str) -> str:
         return f"gatehouse:presence:{user_id}"
 
-    def hold(self, user_id: str, conn_id: str, now: datetime) -> None:
-        """Record (or renew) a held connection."""
+    def hold(self, held: list[tuple[str, str]], now: datetime) -> None:
+        """Record (or renew) held connections, as (user id, connection id): one statement or one
+        pipeline for all of them, so a process's heartbeats cost one round trip a tick."""
+        if not held:
+            return
         try:
             if self._client is None:
-                return self._hold_in_database(user_id, conn_id, now)
-            key = self._key(user_id)
-            pipe = self._client.pipeline()
-            pipe.zadd(key, {conn_id: now.timestamp() + self._lapse})
-            pipe.expire(key, self._lapse)
+                return self._hold_in_database(held, now)
+            pipe = self._client.pipeline(transaction=False)
+            lapses = now.timestamp() + self._lapse
+            for user_id, members in _by_user(held).items():
+                key = self._key(user_id)
+                pipe.zadd(key, {conn_id: lapses for conn_id in members})
+                pipe.expire(key, self._lapse)
             pipe.execute()
         except Exception as exc:
             log.warning("presence roster unavailable", extra={"error_type": type(exc).__name__})
         finally:
             db.session.remove()
 
-    def _hold_in_database(self, user_id: str, conn_id: str, now: datetime) -> None:
+    def _hold_in_database(self, held: list[tuple[str, str]], now: datetime) -> None:
         lapses_at = now + timedelta(seconds=self._lapse)
-        insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(PresenceConnection)
-        db.session.execute(insert.values(id=conn_id, user_id=user_id, lapses_at=lapses_at)
-                           .on_conflict_do_update(index_elements=["id"], set_={"lapses_at": lapses_at}))
+        if self._upsert is None:  # built once: a storm's opens and every second's heartbeats run it
+            insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(PresenceConnection)
+            self._upsert = insert.on_conflict_do_update(index_elements=["id"],
+                                                        set_={"lapses_at": insert.excluded.lapses_at})
+        db.session.connection().execute(
+            self._upsert, [{"id": conn_id, "user_id": user_id, "lapses_at": lapses_at} for user_id, conn_id in held])
         if self._swept is None or now - self._swept > timedelta(seconds=self.SWEEP_SECONDS):
             self._swept = now
             db.session.execute(delete(PresenceConnection).where(PresenceConnection.lapses_at <= now))
         db.session.commit()
 
-    def release(self, user_id: str, conn_id: str, now: datetime) -> int:
-        """Forget a connection (already out of the registry); how many the user still has anywhere."""
-        local = self._registry.held_for(user_id)
+    def release(self, held: list[tuple[str, str]], now: datetime) -> dict[str, int]:
+        """Forget connections (already out of the registry); how many each of their users still has anywhere."""
+        users = _by_user(held)
+        local = {user_id: self._registry.held_for(user_id) for user_id in users}
         try:
             if self._client is None:
-                return max(local, self._release_in_database(user_id, conn_id, now))
-            key = self._key(user_id)
-            pipe = self._client.pipeline()
-            pipe.zrem(key, conn_id)
-            pipe.zremrangebyscore(key, "-inf", now.timestamp())
-            pipe.zcard(key)
-            return max(local, pipe.execute()[-1])
+                remote = self._release_in_database(users, now)
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for user_id, members in users.items():
+                    key = self._key(user_id)
+                    pipe.zrem(key, *members)
+                    pipe.zremrangebyscore(key, "-inf", now.timestamp())
+                    pipe.zcard(key)
+                counts = pipe.execute()[2::3]
+                remote = dict(zip(users, counts))
+            return {user_id: max(local[user_id], remote.get(user_id, 0)) for user_id in users}
         except Exception as exc:
             log.warning("presence roster unavailable", extra={"error_type": type(exc).__name__})
             return local
         finally:
             db.session.remove()
 
-    def _release_in_database(self, user_id: str, conn_id: str, now: datetime) -> int:
-        mine = PresenceConnection.user_id == user_id
+    def _release_in_database(self, users: dict[str, list[str]], now: datetime) -> dict[str, int]:
+        ids = [conn_id for members in users.values() for conn_id in members]
+        mine = PresenceConnection.user_id.in_(list(users))
         db.session.execute(delete(PresenceConnection).where(
-            mine, (PresenceConnection.id == conn_id) | (PresenceConnection.lapses_at <= now)))
-        held = db.session.scalar(select(func.count()).select_from(PresenceConnection).where(mine))
+            mine, PresenceConnection.id.in_(ids) | (PresenceConnection.lapses_at <= now)))
+        held = dict(db.session.execute(select(PresenceConnection.user_id, func.count())
+                                       .where(mine).group_by(PresenceConnection.user_id)).all())
         db.session.commit()
         return held
+
+
+def _by_user(held: list[tuple[str, str]]) -> dict[str, list[str]]:
+    users: dict[str, list[str]] = {}
+    for user_id, conn_id in held:
+        users.setdefault(user_id, []).append(conn_id)
+    return users
+
+
+# Built once (statement construction cost more than the query): a reconnect storm runs it thousands of times.
+_LAST_ACTIVE = (select(User.id, func.max(Session.last_seen_at), User.show_status).select_from(User)
+                .outerjoin(Session, (Session.user_id == User.id) & Session.revoked_at.is_(None)
+                           & (Session.expires_at > bindparam("now", type_=Session.expires_at.type)))
+                .where(User.id.in_(bindparam("user_ids", expanding=True))).group_by(User.id, User.show_status))
 
 
 class Presence:
@@ -101,21 +131,20 @@ class Presence:
 
     def last_active(self, user_id: str, now: datetime) -> tuple[datetime | None, str]:
         """(the latest lastSeenAt of the user's live sessions, the user's showStatus)."""
-        row = db.session.execute(
-            select(func.max(Session.last_seen_at), User.show_status)
-            .select_from(User).outerjoin(Session, (Session.user_id == User.id) & Session.revoked_at.is_(None)
-                                         & (Session.expires_at > now))
-            .where(User.id == user_id).group_by(User.show_status)
-        ).one_or_none()
+        return self.last_active_of([user_id], now).get(user_id, (None, "hidden"))
+
+    def last_active_of(self, user_ids, now: datetime) -> dict[str, tuple[datetime | None, str]]:
+        """last_active of many users in one query (grouped by user)."""
+        rows = db.session.connection().execute(_LAST_ACTIVE, {"user_ids": list(user_ids), "now": now}).all()
         db.session.remove()
-        if row is None:
-            return None, "hidden"
-        return row[0], row[1]
+        return {user_id: (last, show_status) for user_id, last, show_status in rows}
 
     def status(self, user_id: str, now: datetime) -> tuple[str, datetime | None, str]:
         last, show_status = self.last_active(user_id, now)
-        active = last is not None and now - last < self.idle
-        return ("active" if active else "idle"), last, show_status
+        return self._status(last, now), last, show_status
+
+    def _status(self, last: datetime | None, now: datetime) -> str:
+        return "active" if last is not None and now - last < self.idle else "idle"
 
     def announce(self, user_id: str, status: str, last: datetime | None, show_status: str) -> None:
         data = {"userId": user_id, "status": status, "lastActiveAt": iso_z(last) if last else None}
@@ -123,12 +152,15 @@ class Presence:
         if show_status == "visible":
             publish(ADMINS, "presence:updated", data)
 
-    def opened(self, user_id: str, conn_id: str, now: datetime) -> datetime | None:
-        """A connection opened: announce the user's status; returns lastActiveAt."""
-        self.roster.hold(user_id, conn_id, now)
-        status, last, show_status = self.status(user_id, now)
-        self.announce(user_id, status, last, show_status)
-        return last
+    def opened(self, held: list[tuple[str, str]], now: datetime) -> dict[str, datetime | None]:
+        """Connections opened, as (user id, connection id): each announces its user's status (one
+        announcement per connection); lastActiveAt of each user."""
+        self.roster.hold(held, now)
+        known = self.last_active_of({user_id for user_id, _ in held}, now)
+        for user_id, _ in held:
+            last, show_status = known.get(user_id, (None, "hidden"))
+            self.announce(user_id, self._status(last, now), last, show_status)
+        return {user_id: known.get(user_id, (None, "hidden"))[0] for user_id, _ in held}
 
     def active(self, user_id: str, session_id: str, now: datetime) -> None:
         """`presence:active`: renew the session's lastSeenAt and announce the user active."""
@@ -145,7 +177,9 @@ class Presence:
             self.announce(user_id, status, last, show_status)
         return last
 
-    def closed(self, user_id: str, conn_id: str, now: datetime) -> None:
-        if self.roster.release(user_id, conn_id, now) == 0:
-            last, show_status = self.last_active(user_id, now)
-            self.announce(user_id, "offline", last, show_status)
+    def closed(self, held: list[tuple[str, str]], now: datetime) -> None:
+        """Connections closed, as (user id, connection id): a user left with none anywhere is offline."""
+        for user_id, remaining in self.roster.release(held, now).items():
+            if remaining == 0:
+                last, show_status = self.last_active(user_id, now)
+                self.announce(user_id, "offline", last, show_status)

@@ -1,4 +1,4 @@
-"""The connections this process holds, by user and by session, and delivery of bus events to them."""
+"""The connections this process holds, by user and by session, and who each bus event is for."""
 from __future__ import annotations
 
 import threading
@@ -17,15 +17,11 @@ class Held(Protocol):
     session_id: str
     admin: bool
 
-    def deliver(self, event: str, data: dict) -> None: ...
-
-    def revoke(self) -> None: ...
-
     def go_away(self) -> None: ...
 
 
 class Registry:
-    """Thread-safe; delivery only queues a frame on each connection, so it never waits on a socket."""
+    """Thread-safe."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -76,25 +72,14 @@ class Registry:
         with self._lock:
             return len(self._by_user.get(user_id, ()))
 
-    def close_all(self) -> None:
-        """Ask every connection to close (1001): the process is shutting down. Safe in a signal handler."""
+    def all(self) -> list[Held]:
         with self._lock:
-            held = [conn for conns in self._by_user.values() for conn in conns]
-        for conn in held:
-            conn.go_away()
+            return [conn for conns in self._by_user.values() for conn in conns]
 
-    def dispatch(self, target: str, event: str, data: dict) -> None:
-        """Deliver one bus event: `session:revoked` ends that session's connections; any other event
-        goes to every connection of the target user (or of every admin, for ADMINS)."""
+    def receivers(self, target: str, event: str, data: dict) -> list[Held]:
+        """Who a bus event is for: `session:revoked`, that session's connections (they end); any other
+        event, every connection of the target user (or of every admin, for ADMINS)."""
         with self._lock:
             if event == "session:revoked":
-                ending = list(self._by_session.get(data.get("sessionId", ""), ()))
-            else:
-                ending = None
-                receivers = list(self._admins if target == ADMINS else self._by_user.get(target, ()))
-        if ending is not None:
-            for conn in ending:
-                conn.revoke()
-            return
-        for conn in receivers:
-            conn.deliver(event, data)
+                return list(self._by_session.get(data.get("sessionId", ""), ()))
+            return list(self._admins if target == ADMINS else self._by_user.get(target, ()))
