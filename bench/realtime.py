@@ -163,6 +163,12 @@ def run(name: str, services: list, wrk, lua, prepare, successor) -> dict:
         rss_before = resident_kib(pids)
         quiet = me()
         took = swarm.open([(idle[i // PER_USER], i // PER_USER) for i in range(SOCKETS)])
+        # Idle means the opening is over: every socket has had its presence announced (the jobs
+        # thread does that after the 101, in batches), then the sockets only answer pings.
+        deadline = time.monotonic() + 60
+        while swarm.greeted() < len(swarm.peers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        settled = time.perf_counter() - began
         time.sleep(2)
         held = swarm.open_count() - 1
         per_socket = (resident_kib(pids) - rss_before) / max(held, 1)

@@ -39,6 +39,7 @@ class Peer:
     versions: dict[int, float] = field(default_factory=dict)  # entity:updated version -> arrival time
     closes: list[int] = field(default_factory=list)
     pings: int = 0
+    greeted: bool = False  # its first frame (the presence announcement) arrived: the open is done
     reconnected_at: float | None = None
 
 
@@ -65,6 +66,9 @@ class Swarm:
     def open(self, tokens: list[tuple[str, int]], at_once: int = 200) -> float:
         """Open one peer per (token, user) and wait until every one is open; the seconds it took."""
         return self._call(self._open(tokens, at_once))
+
+    def greeted(self) -> int:
+        return sum(1 for peer in self.peers if peer.greeted)
 
     def open_count(self) -> int:
         return sum(1 for peer in self.peers if peer.opened.is_set())
@@ -195,6 +199,7 @@ class Swarm:
 
     @staticmethod
     def _frame(peer: Peer, text: str) -> None:
+        peer.greeted = True
         frame = json.loads(text)
         if frame.get("event") == "entity:updated":
             peer.versions[frame["data"]["version"]] = time.perf_counter()

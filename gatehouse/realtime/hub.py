@@ -11,7 +11,6 @@ from flask import Flask, current_app
 
 from gatehouse.clock import now
 from gatehouse.config import MAX_BODY_BYTES
-from gatehouse.errors import TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.realtime.bridge import RedisBridge, SiblingBridge, sibling_directory
 from gatehouse.realtime.bus import bus
