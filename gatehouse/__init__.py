@@ -97,9 +97,10 @@ def _configure_extensions(app: Flask) -> None:
         client = redis_client(config["REDIS_URL"])
         app.extensions["gatehouse.redis"] = client
         app.extensions["gatehouse.redis_ready"] = lambda: redis_ready(client)
-    from gatehouse.realtime import hub  # deferred: it needs the services, which need the models
+    from gatehouse.realtime import hub  # deferred: the services need the models
+    from gatehouse.services import sessions
 
-    hub.install(app)
+    hub.install(app, hub.SessionChecks(live_roles=sessions.live_roles, renewal=sessions.renewal))
 
 
 def _configure_languages(app: Flask) -> None:

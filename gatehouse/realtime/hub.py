@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Callable
 
 from flask import Flask, current_app
 
@@ -21,7 +23,6 @@ from gatehouse.realtime.presence import Presence, Roster
 from gatehouse.realtime.registry import Registry
 from gatehouse.realtime.seats import seats
 from gatehouse.realtime.wire import Wire
-from gatehouse.services import sessions
 from gatehouse.web import failure_fields
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,20 @@ BATCH = 500  # connections per statement of a batched re-check, heartbeat or rel
 MAX_PENDING = 1 << 20  # bytes of unsent frames a client may leave unread before it is dropped
 
 
+@dataclass(frozen=True)
+class SessionChecks:
+    """What the hub asks of the sessions it holds, handed in by whoever installs it (create_app, from
+    gatehouse.services.sessions), so that the realtime layer never reaches up into the use cases."""
+
+    # The role of each of these session ids that is live with an active account (others left out).
+    live_roles: Callable[[list[str], datetime], dict[str, str]]
+    # session:renew: (session id, role, expiry epoch) of a fresh access token; TokenRevoked etc. otherwise.
+    renewal: Callable[[str, datetime], tuple[str, str, int]]
+
+
 class Hub:
-    def __init__(self, app: Flask, redis=None):
+    def __init__(self, app: Flask, checks: SessionChecks, redis=None):
+        self.checks = checks
         config = app.config
         self.registry = Registry(capacity=config["WS_CONNECTIONS"])
         self.bridge = (RedisBridge(redis, self.dispatch) if redis is not None
@@ -57,9 +70,9 @@ class Hub:
 
     # ---- the handshake's thread ------------------------------------------------------------------
 
-    def serve(self, ws, who: sessions.Member, expires_at: datetime, seat: str) -> None:
-        """Take over an accepted socket and return: the loop holds it from now on, and the jobs thread
-        announces the user's presence (its first frame). The handshake's queries are over: their
+    def serve(self, ws, who, expires_at: datetime, seat: str) -> None:
+        """Take over an accepted socket of `who` (its user_id, session_id and role) and return: the loop
+        holds it from now on, and the jobs thread announces the user's presence (its first frame). The handshake's queries are over: their
         database connection goes back to the pool first."""
         db.session.remove()
         wire = Wire.take_over(ws, MAX_BODY_BYTES, MAX_PENDING)
@@ -121,16 +134,12 @@ class Hub:
         moment = now()
         for start in range(0, len(self._rechecks), BATCH):
             batch = self._rechecks[start:start + BATCH]
-            self.jobs.submit(self._check_live, [conn.session_id for conn in batch], moment,
+            self.jobs.submit(self.checks.live_roles, [conn.session_id for conn in batch], moment,
                              then=lambda roles, exc, batch=batch: self._checked(batch, roles, exc))
         for start in range(0, len(self._beats), BATCH):
             held = [(conn.user_id, conn.id) for conn in self._beats[start:start + BATCH] if conn.held]
             self.jobs.submit(self.presence.roster.hold, held, moment)
         self._rechecks, self._beats = [], []
-
-    @staticmethod
-    def _check_live(session_ids: list[str], moment: datetime) -> dict[str, str]:
-        return {session_id: who.role for session_id, who in sessions.live_members(session_ids, moment).items()}
 
     @staticmethod
     def _checked(batch: list[Connection], roles: dict[str, str] | None, exc: Exception | None) -> None:
@@ -142,11 +151,9 @@ class Hub:
 
     # ---- the jobs thread -------------------------------------------------------------------------
 
-    @staticmethod
-    def renewal(access_token: str, moment: datetime) -> tuple[str, str, int]:
+    def renewal(self, access_token: str, moment: datetime) -> tuple[str, str, int]:
         """session:renew: the token's session, its account's role and the token's expiry (epoch)."""
-        who, claims = sessions.verify(access_token, moment)
-        return who.session_id, who.role, claims["exp"]
+        return self.checks.renewal(access_token, moment)
 
     # ---- shutting down ---------------------------------------------------------------------------
 
@@ -169,9 +176,9 @@ class Hub:
         return self.loop.emptied.wait(timeout)
 
 
-def install(app: Flask) -> None:
+def install(app: Flask, checks: SessionChecks) -> None:
     """Give the app its hub and route every bus event to it (through Redis when configured)."""
-    hub = Hub(app, app.extensions.get("gatehouse.redis"))
+    hub = Hub(app, checks, app.extensions.get("gatehouse.redis"))
     app.extensions[EXTENSION] = hub
     # simple-websocket answers the upgrade; the loop then drives the socket, so it starts no thread
     # of its own (and its pings, replaced by the loop's, are off).

@@ -119,8 +119,8 @@ def _by_user(held: list[tuple[str, str]]) -> dict[str, list[str]]:
 
 # Built once (statement construction cost more than the query): a reconnect storm runs it thousands of times.
 _LAST_ACTIVE = (select(User.id, func.max(Session.last_seen_at), User.show_status).select_from(User)
-                .outerjoin(Session, (Session.user_id == User.id) & Session.revoked_at.is_(None)
-                           & (Session.expires_at > bindparam("now", type_=Session.expires_at.type)))
+                .outerjoin(Session, (Session.user_id == User.id)
+                           & Session.live_at(bindparam("now", type_=Session.expires_at.type)))
                 .where(User.id.in_(bindparam("user_ids", expanding=True))).group_by(User.id, User.show_status))
 
 

@@ -109,8 +109,8 @@ class Member:
 
 
 _MEMBERS = (select(Session.id, Session.user_id, User.role).join(User, User.id == Session.user_id)
-            .where(Session.id.in_(bindparam("session_ids", expanding=True)), Session.revoked_at.is_(None),
-                   Session.expires_at > bindparam("now", type_=Session.expires_at.type),
+            .where(Session.id.in_(bindparam("session_ids", expanding=True)),
+                   Session.live_at(bindparam("now", type_=Session.expires_at.type)),
                    User.disabled.is_(False), User.deleted_at.is_(None)))
 
 
@@ -122,6 +122,18 @@ def live_members(session_ids: list[str], now: datetime) -> dict[str, Member]:
         return {}
     rows = db.session.connection().execute(_MEMBERS, {"session_ids": list(session_ids), "now": now})
     return {session_id: Member(user_id, session_id, role) for session_id, user_id, role in rows}
+
+
+def live_roles(session_ids: list[str], now: datetime) -> dict[str, str]:
+    """The account's role of each of `session_ids` that is live with an active account (a WebSocket
+    re-check: the others are gone)."""
+    return {session_id: member.role for session_id, member in live_members(session_ids, now).items()}
+
+
+def renewal(access_token: str, now: datetime) -> tuple[str, str, int]:
+    """A WebSocket's session:renew: the fresh token's session id, its account's role and its expiry (epoch)."""
+    member, claims = verify(access_token, now)
+    return member.session_id, member.role, claims["exp"]
 
 
 def verify(access_token: str, now: datetime) -> tuple[Member, dict]:
