@@ -128,8 +128,7 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
         locked = user is not None and user.password_locked_at is not None  # before this failure
         if user is not None:
             security_events.record(user.id, "sign_in_failed", now,
-                                   client=security_events.Client(sessions.stored_address(ip_address),
-                                                                 sessions.stored_user_agent(user_agent)),
+                                   client=security_events.Client.of(ip_address, user_agent),
                                    detail={"reason": "password_locked" if locked else "wrong_password"})
         throttle.failed(params.identifier, now, user)
         db.session.commit()  # the failure's event, also when the counters are off

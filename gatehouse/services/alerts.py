@@ -21,7 +21,6 @@ from gatehouse.i18n import N_
 from gatehouse.models import Device, LinkToken, Session, User
 from gatehouse.outbox import enqueue
 from gatehouse.params import DeviceParams
-from gatehouse.security.tokens import sha256_hex
 from gatehouse.services import link_tokens, security_events, sessions
 from gatehouse.services.security_events import Client
 from gatehouse.user_agents import describe
@@ -99,5 +98,4 @@ def reported_session(token: str, now: datetime) -> Session | None:
     """The live session a "this wasn't me" token reports, to show before the owner confirms (nothing is spent)."""
     return db.session.scalar(
         select(Session).join(LinkToken, LinkToken.session_id == Session.id)
-        .where(LinkToken.token_hash == sha256_hex(token), LinkToken.purpose == link_tokens.NOT_ME,
-               LinkToken.used_at.is_(None), LinkToken.expires_at > now))
+        .where(*link_tokens.live(link_tokens.NOT_ME, token, now)))

@@ -32,13 +32,16 @@ def issue(user_id: str, purpose: str, now: datetime, *, session: Session | None 
     return token
 
 
+def live(purpose: str, token: str, now: datetime):
+    """The SQL condition of the token's row while it may still be used."""
+    return (LinkToken.token_hash == sha256_hex(token), LinkToken.purpose == purpose, LinkToken.used_at.is_(None),
+            LinkToken.expires_at > now)
+
+
 def spend(purpose: str, token: str, now: datetime) -> LinkToken | None:
     """The live token's row, now used (not committed); None when it is unknown, used or expired."""
     return db.session.execute(
-        update(LinkToken)
-        .where(LinkToken.token_hash == sha256_hex(token), LinkToken.purpose == purpose, LinkToken.used_at.is_(None),
-               LinkToken.expires_at > now)
-        .values(used_at=now).returning(LinkToken)
+        update(LinkToken).where(*live(purpose, token, now)).values(used_at=now).returning(LinkToken)
         .execution_options(synchronize_session=False)).scalar_one_or_none()
 
 

@@ -41,6 +41,11 @@ class Client:
     ip_address: str | None = None
     user_agent: str | None = None
 
+    @classmethod
+    def of(cls, ip_address: str | None, user_agent: str | None) -> Client:
+        """A client as stored: the address and user agent cut to their columns."""
+        return cls(stored_address(ip_address), stored_user_agent(user_agent))
+
 
 # An admin's action: the timeline shows that an admin did it, not the admin's address or session.
 BY_ADMIN = Client()
@@ -59,7 +64,7 @@ def of_request() -> Client:
     """The client of the request being served (none outside a request: the CLI, the worker)."""
     if not has_request_context():
         return Client()
-    return Client(stored_address(request.remote_addr), stored_user_agent(request.user_agent.string))
+    return Client.of(request.remote_addr, request.user_agent.string)
 
 
 def as_json(event: SecurityEvent, device: Device | None = None) -> dict:
