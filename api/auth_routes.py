@@ -37,8 +37,8 @@ def login(params: LoginParams):
 @endpoint(bp, "/auth/refresh", "POST", body=RefreshParams, responses={200: TokensResult},
           summary="Exchange a refresh token for a new pair (rotation)", errors=(401,))
 def refresh(params: RefreshParams):
-    result = accounts.refresh(params.refresh_token, now())
-    return reply(TokensResult.model_construct(tokens=TokensOut.of(result.tokens)))
+    pair = accounts.refresh(params.refresh_token, now())
+    return reply(TokensResult.model_construct(tokens=TokensOut.of(pair)))
 
 
 @endpoint(bp, "/auth/logout", "POST", body=LogoutParams, auth=True, responses={204: None},

@@ -160,15 +160,15 @@ REFRESH_OUTCOMES = {"token_invalid": "invalid", "token_expired": "expired", "tok
                     "refresh_token_reused": "reused"}
 
 
-def refresh(refresh_token: str, now: datetime) -> SignIn:
+def refresh(refresh_token: str, now: datetime) -> tokens.TokenPair:
     """POST /auth/refresh: the rotation of services.tokens, counted by outcome."""
     try:
-        user, session, pair = tokens.rotate(refresh_token, now)
+        pair = tokens.rotate(refresh_token, now)
     except GatehouseError as err:
         metrics.refreshes.labels(REFRESH_OUTCOMES.get(err.code, "invalid")).inc()
         raise
     metrics.refreshes.labels("success").inc()
-    return SignIn(user, session, pair)
+    return pair
 
 
 def logout(caller: sessions.Caller, *, all_sessions: bool, now: datetime) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import jwt as pyjwt
 from flask import current_app
 from flask_jwt_extended import create_access_token
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, insert, inspect, select, update
 
 from gatehouse.errors import RefreshTokenReused, TokenExpired, TokenInvalid, TokenRevoked
 from gatehouse.extensions import db
@@ -31,29 +31,67 @@ class TokenPair:
     refresh_expires_at: datetime
 
 
-def access_token(user: User, session: Session, now: datetime) -> tuple[str, datetime]:
+@dataclass(frozen=True)
+class Holder:
+    """What an access token says of its session and account: the claims' source."""
+
+    user_id: str
+    role: str
+    region: str
+    currency: str
+    session_id: str
+    amr: str  # RFC 8176 methods, space-separated, as stored
+    aal: int
+    auth_time: datetime
+    session_expires_at: datetime
+
+    @classmethod
+    def of(cls, user: User, session: Session) -> "Holder":
+        return cls(user.id, user.role, user.region, user.currency, session.id, session.amr, session.aal,
+                   session.auth_time or session.created_at, session.expires_at)
+
+
+def access_token(holder: Holder, now: datetime) -> tuple[str, datetime]:
     expires_at = now + timedelta(seconds=setting("ACCESS_TOKEN_TTL"))
     signing = setting("JWT_SIGNING_KEY")
     token = create_access_token(
-        identity=user.id,
+        identity=holder.user_id,
         additional_headers={"typ": "at+jwt", **({"kid": signing.kid} if signing is not None else {})},
         additional_claims={
-            "sid": session.id, "jti": new_id(), "iat": now, "exp": expires_at,
-            "role": user.role, "region": user.region, "currency": user.currency,
+            "sid": holder.session_id, "jti": new_id(), "iat": now, "exp": expires_at,
+            "role": holder.role, "region": holder.region, "currency": holder.currency,
             # How the session was signed in; a refresh keeps them, /auth/reauthenticate renews them.
-            "amr": session.amr.split(), "aal": session.aal,
-            "auth_time": int((session.auth_time or session.created_at).timestamp()),
+            "amr": holder.amr.split(), "aal": holder.aal, "auth_time": int(holder.auth_time.timestamp()),
         },
     )
     return token, expires_at
 
 
+# A stored session's next refresh token: one prebuilt INSERT (a refresh has no other object to flush,
+# and the unit of work cost more CPU than the statement).
+_INSERT = insert(RefreshToken).values(id=bindparam("id"), session_id=bindparam("session_id"),
+                                      token_hash=bindparam("hash"), created_at=bindparam("now", type_=UTCDateTime))
+
+
 def issue(user: User, session: Session, now: datetime) -> TokenPair:
-    """A new access token and a new refresh token of the session's family (added, not committed)."""
+    """A new access token and a new refresh token of the session's family (written in the caller's
+    transaction, not committed): a session signing in now gets its first token in the same flush."""
     refresh = new_refresh_token()
-    db.session.add(RefreshToken(session=session, token_hash=sha256_hex(refresh), created_at=now))
-    token, expires_at = access_token(user, session, now)
-    return TokenPair(token, refresh, now, expires_at, session.expires_at)
+    if inspect(session).persistent:
+        _store(session.id, refresh, now)
+    else:
+        db.session.add(RefreshToken(session=session, token_hash=sha256_hex(refresh), created_at=now))
+    return _pair(Holder.of(user, session), refresh, now)
+
+
+def _store(session_id: str, refresh_token: str, now: datetime) -> None:
+    db.session.connection().execute(_INSERT, {"id": new_id(), "session_id": session_id,
+                                              "hash": sha256_hex(refresh_token), "now": now})
+
+
+def _pair(holder: Holder, refresh_token: str, now: datetime) -> TokenPair:
+    token, expires_at = access_token(holder, now)
+    return TokenPair(token, refresh_token, now, expires_at, holder.session_expires_at)
 
 
 def decode_access(token: str) -> dict:
@@ -104,12 +142,20 @@ def spend(refresh_token: str, now: datetime) -> str | None:
         _SPEND, {"hash": sha256_hex(refresh_token), "now": now}).scalar_one_or_none()
 
 
-def rotate(refresh_token: str, now: datetime) -> tuple[User, Session, TokenPair]:
+# The holder of a session just spent from, with its account's state: plain columns by primary keys.
+_HOLDER = (select(Session.user_id, User.role, User.region, User.currency, Session.id, Session.amr, Session.aal,
+                  func.coalesce(Session.auth_time, Session.created_at, type_=UTCDateTime), Session.expires_at,
+                  User.disabled, User.deleted_at)
+           .join(User, User.id == Session.user_id).where(Session.id == bindparam("session_id")))
+
+
+def rotate(refresh_token: str, now: datetime) -> TokenPair:
     """Refresh rotation (RFC 9700 §4.14.2), whole: spend the token, and a new pair of its session.
 
     A token spent before is a reuse: the family is compromised, so its session is revoked and
     `refresh_token_reused` recorded; a session whose account is no longer active is revoked too.
-    Commits either way.
+    Commits either way. The write lock (SQLite has one writer) is held from the spend to the commit
+    only: the access token is signed after it.
     """
     from gatehouse.services import security_events, sessions  # sessions authenticates with decode_access
 
@@ -123,15 +169,17 @@ def rotate(refresh_token: str, now: datetime) -> tuple[User, Session, TokenPair]
             sessions.revoke(reused.user_id, [reused.id], now)
             db.session.commit()
         raise error
-    session, user = sessions.with_user(session_id)
-    if not user.active:
+    *claims, disabled, deleted_at = db.session.connection().execute(_HOLDER, {"session_id": session_id}).one()
+    holder = Holder(*claims)
+    if disabled or deleted_at is not None:
         db.session.rollback()
-        sessions.revoke(user.id, [session.id], now)
+        sessions.revoke(holder.user_id, [session_id], now)
         db.session.commit()
         raise TokenRevoked()
-    pair = issue(user, session, now)
+    refresh = new_refresh_token()
+    _store(session_id, refresh, now)
     db.session.commit()
-    return user, session, pair
+    return _pair(holder, refresh, now)
 
 
 def why_not_live(refresh_token: str, now: datetime) -> tuple[Exception, Session | None]:
