@@ -30,7 +30,9 @@ def _verb(sql: str) -> str:
     words = sql.split()
     kind = words[0].upper()
     if kind == "SELECT":
-        table = words[words.index("FROM") + 1] if "FROM" in words else ""
+        # The first table read (a scalar subquery's FROM (SELECT … is not one).
+        tables = [after for word, after in zip(words, words[1:]) if word == "FROM" and not after.startswith("(")]
+        table = tables[0] if tables else ""
     elif kind == "INSERT":
         table = words[2]
     elif kind == "UPDATE":

@@ -4,11 +4,13 @@ once; and `security:event` live on the user's own sockets."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from flask_migrate import downgrade, upgrade
+from sqlalchemy import insert, select, text
 
 from gatehouse.clock import now
 from gatehouse.extensions import db
@@ -154,3 +156,42 @@ def test_concurrent_uses_of_one_not_me_link_act_once(app, api, smtp_sink, erin, 
     assert sorted(statuses) == [200] + [400] * 5
     with app.app_context():
         assert len(db.session.scalars(select(SecurityEvent).where(SecurityEvent.kind == "not_me")).all()) == 1
+
+
+def test_a_known_network_stays_known_however_many_sessions_came_after_it(app, api, smtp_sink, erin):
+    """The check asks the database whether the network was used lately (one indexed look-up), not the
+    account's latest few hundred sessions: 600 newer sessions elsewhere do not make it new."""
+    sign_in(api, address="192.0.2.10")
+    assert len(alerts(app, smtp_sink)) == 1
+    with app.app_context():
+        mine = db.session.get(User, erin["id"])
+        moment = now()
+        db.session.execute(insert(Session), [
+            {"id": str(uuid.uuid4()), "user_id": mine.id, "kind": "api", "created_at": moment,
+             "last_seen_at": moment + timedelta(seconds=n + 1), "expires_at": moment + timedelta(days=30),
+             "ip_address": f"198.51.100.{n % 250}", "network": "198.51.100.0/24"} for n in range(600)])
+        db.session.commit()
+    sign_in(api, address="192.0.2.99")
+    assert len(alerts(app, smtp_sink)) == 1
+    sign_in(api, address="203.0.113.1")
+    assert len(alerts(app, smtp_sink)) == 2
+
+
+def test_the_migration_gives_earlier_sessions_their_network(app, api, erin):
+    with app.app_context():
+        downgrade(revision="0007")  # the schema just before sessions had a network
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE sessions SET ip_address = '2001:db8:1:2::5'"))
+            conn.execute(text("INSERT INTO sessions (id, user_id, kind, created_at, last_seen_at, expires_at, "
+                              "ip_address, amr, aal) SELECT 'earlier-v4', user_id, 'api', created_at, last_seen_at, "
+                              "expires_at, '192.0.2.77', 'pwd', 1 FROM sessions LIMIT 1"))
+            conn.execute(text("INSERT INTO sessions (id, user_id, kind, created_at, last_seen_at, expires_at, "
+                              "amr, aal) SELECT 'earlier-none', user_id, 'api', created_at, last_seen_at, "
+                              "expires_at, 'pwd', 1 FROM sessions LIMIT 1"))
+        upgrade()
+        with db.engine.connect() as conn:
+            networks = dict(conn.execute(text("SELECT id, network FROM sessions")).all())
+        db.engine.dispose()
+    assert networks.pop("earlier-v4") == "192.0.2.0/24"
+    assert networks.pop("earlier-none") is None
+    assert set(networks.values()) == {"2001:db8:1:2::/64"}

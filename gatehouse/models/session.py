@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, and_
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint, and_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gatehouse.extensions import db
@@ -27,6 +27,7 @@ class Device(db.Model):
 
 class Session(db.Model):
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user_id_network", "user_id", "network", "last_seen_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -38,6 +39,8 @@ class Session(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ip_address: Mapped[str | None] = mapped_column(String(45))
+    # The address's /24 (IPv4) or /64 (IPv6): where a sign-in is "new" from (services.alerts).
+    network: Mapped[str | None] = mapped_column(String(49))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     # How and when the user last proved who they are in this session (RFC 8176 amr, space-separated;
     # NIST AAL); access tokens carry them, refresh keeps them, /auth/reauthenticate renews them.

@@ -9,10 +9,9 @@ password until it is reset. Registration and the first sign-in after it alert no
 """
 from __future__ import annotations
 
-import ipaddress
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from gatehouse.clock import iso_z
 from gatehouse.errors import InvalidCode
@@ -22,42 +21,34 @@ from gatehouse.models import Device, LinkToken, Session, User
 from gatehouse.outbox import enqueue
 from gatehouse.params import DeviceParams
 from gatehouse.services import link_tokens, security_events, sessions
-from gatehouse.services.security_events import Client
+from gatehouse.services.security_events import Client, network
 from gatehouse.user_agents import describe
 
 KNOWN_FOR = timedelta(days=90)
-# Enough history to decide: the most recent sessions of the window, newest first.
-HISTORY = 500
-
-
-def network(ip_address: str | None) -> str | None:
-    """The /24 of an IPv4 address (an IPv4-mapped IPv6 address counts as IPv4), the /64 of an IPv6 one."""
-    try:
-        ip = ipaddress.ip_address(ip_address or "")
-    except ValueError:
-        return None
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
 
 
 def is_new(user_id: str, device: DeviceParams | None, ip_address: str | None, now: datetime) -> bool:
     """Whether a sign-in about to open a session comes from somewhere the account has not been lately.
 
     The account's first sign-in after its registration (at most one session before) is not news.
-    One read, asked before the sign-in writes anything, so that its writes still go in one flush.
+    One read of two indexed look-ups, whatever the number of sessions, asked before the sign-in
+    writes anything, so that its writes still go in one flush.
     """
-    history = db.session.execute(
-        select(Session.ip_address, Session.last_seen_at, Device.client_id)
-        .outerjoin(Device, Device.id == Session.device_id).where(Session.user_id == user_id)
-        .order_by(Session.last_seen_at.desc()).limit(HISTORY)).all()
-    if len(history) <= 1:
-        return False
-    seen = [row for row in history if row.last_seen_at > now - KNOWN_FOR]
+    since = now - KNOWN_FOR
     if device is not None and device.id is not None:
-        return all(row.client_id != device.id for row in seen)
-    here = network(ip_address)
-    return here is None or all(network(row.ip_address) != here for row in seen)
+        row = select(Device.id).where(Device.user_id == user_id, Device.client_id == device.id).scalar_subquery()
+        known = select(Session.id).where(Session.user_id == user_id, Session.device_id == row,
+                                         Session.last_seen_at > since)
+    else:
+        here = network(ip_address)
+        known = (select(Session.id).where(Session.user_id == user_id, Session.network == here,
+                                          Session.last_seen_at > since) if here is not None else None)
+    earlier = select(func.count()).select_from(select(Session.id).where(Session.user_id == user_id).limit(2)
+                                               .subquery()).scalar_subquery()
+    if known is None:
+        return db.session.scalar(select(earlier)) > 1
+    sessions_before, seen = db.session.execute(select(earlier, known.exists())).one()
+    return sessions_before > 1 and not seen
 
 
 def signed_in(user: User, session: Session, now: datetime, *, new: bool = False, registration: bool = False) -> None:

@@ -62,8 +62,8 @@ def _confirmed_totp(user_id: str):
 
 def methods_of(user_id: str) -> list[str]:
     """The ways this account can finish a sign-in (`totp`, `recovery_code`, `passkey`); empty = none needed."""
-    has_totp = db.session.scalar(select(exists(_confirmed_totp(user_id))))
-    has_passkey = db.session.scalar(select(exists().where(Passkey.user_id == user_id)))
+    has_totp, has_passkey = db.session.execute(  # one round trip: every sign-in asks it
+        select(exists(_confirmed_totp(user_id)), exists().where(Passkey.user_id == user_id))).one()
     if not (has_totp or has_passkey):
         return []
     found = ["totp"] if has_totp else []

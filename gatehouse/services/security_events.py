@@ -7,6 +7,7 @@ the one use case that makes the change (gatehouse.services), never by an adapter
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,6 +54,17 @@ BY_ADMIN = Client()
 
 def stored_address(ip_address: str | None) -> str | None:
     return (ip_address or "")[:45] or None
+
+
+def network(ip_address: str | None) -> str | None:
+    """The /24 of an IPv4 address (an IPv4-mapped IPv6 address counts as IPv4), the /64 of an IPv6 one."""
+    try:
+        ip = ipaddress.ip_address(ip_address or "")
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
 
 
 def stored_user_agent(user_agent: str | None) -> str | None:

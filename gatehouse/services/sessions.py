@@ -14,7 +14,7 @@ from gatehouse.models.types import new_id
 from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish_after_commit
 from gatehouse.services import security_events, tokens
-from gatehouse.services.security_events import stored_address, stored_user_agent
+from gatehouse.services.security_events import network, stored_address, stored_user_agent
 from gatehouse.runtime import setting
 
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -55,7 +55,8 @@ def start(user: User, device: DeviceParams | None, *, ip_address: str | None, us
     device_row = db.session.get(Device, upsert_device(user.id, device, now)) if device is not None else None
     session = Session(id=new_id(), user_id=user.id, device=device_row, kind=kind, created_at=now,
                       last_seen_at=now, expires_at=now + timedelta(seconds=setting("REFRESH_TOKEN_TTL")),
-                      ip_address=stored_address(ip_address), user_agent=stored_user_agent(user_agent),
+                      ip_address=stored_address(ip_address), network=network(ip_address),
+                      user_agent=stored_user_agent(user_agent),
                       auth_time=now, amr=" ".join(amr), aal=aal)
     db.session.add(session)  # written with the rest of the sign-in at its commit
     return session
