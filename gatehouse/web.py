@@ -9,6 +9,7 @@ import traceback
 import uuid
 
 from flask import Flask, current_app, g, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -78,10 +79,21 @@ def _held_websocket(response) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket" and response.status_code < 400
 
 
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed cookie session (the portal's), opened only when the request carries its cookie:
+    a bearer request, every API call, skips building the signer (measured: a tenth of a 404's CPU)."""
+
+    def open_session(self, app: Flask, request):
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def install(app: Flask, render_problem) -> None:
     """Request ids, logging, security headers and error handling; `render_problem` renders a domain
     error for JSON callers (the API's problem+json), so the core never imports an adapter."""
     app.extensions["gatehouse.render_problem"] = render_problem
+    app.session_interface = CookieSessions()
 
     @app.before_request
     def start():
