@@ -27,7 +27,8 @@ SOCKETS = int(os.environ.get("BENCH_SOCKETS", "5000"))
 PER_USER = 10  # idle sockets per seeded account: below WS_CONNECTIONS_PER_USER
 FANOUT = 16  # the connections of the user whose profile changes (WS_CONNECTIONS_PER_USER)
 ROUNDS = 40
-STORM_LIMIT = 60  # seconds a storm may take before the bench gives up on it
+ME_SECONDS = 6  # each /auth/me measurement (wrk), without and beside the sockets
+STORM_LIMIT = 30  # seconds of a storm the bench waits for; it reports how many were back by then
 GOAL_SOCKETS, GOAL_KIB, GOAL_ME_RATIO, GOAL_P99_RATIO, GOAL_STORM_RATIO, GOAL_SLOW_SECONDS = (
     5000, 50.0, 0.8, 1.25, 10.0, 3)
 
@@ -76,6 +77,13 @@ def wait_booted(service, workers: int = 2, timeout: float = 60) -> None:
     raise RuntimeError("the new instance did not finish booting")
 
 
+def wait_greeted(swarm: Swarm, timeout: float) -> None:
+    """Until every peer has had its first frame (its presence announced: the opening is over), at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while swarm.greeted() < len(swarm.peers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def fan_out(swarm: Swarm, peers: list, writer, token: str) -> dict:
     """ROUNDS profile changes through `writer`; each one's arrival at the 16 connections, in ms."""
     latencies = []
@@ -93,7 +101,7 @@ def fan_out(swarm: Swarm, peers: list, writer, token: str) -> dict:
                 latencies.append((peer.versions[version] - started) * 1000)
             else:
                 missing += 1
-        time.sleep(0.05)
+        time.sleep(0.02)
     return {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "samples": len(latencies),
             "missing": missing}
 
@@ -106,14 +114,16 @@ def storm(swarm: Swarm, holder, successor, token: str) -> dict:
     wait_booted(successor)
     timeline = Timeline(holder.port, token)  # its connections land on either instance, as a router's would
     timeline.start()
-    time.sleep(5)
+    time.sleep(4)  # the quiet p99: its last 3 s, after a second that warms up the new instance's processes
     hup_epoch, hup = time.time(), time.perf_counter()
     holder.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STORM_LIMIT
     while not swarm.storm_done(len(swarm.peers)) and time.monotonic() < deadline:
         time.sleep(0.1)
     done = time.perf_counter()
-    time.sleep(2)
+    # Counted as the window ends: the peers still away keep reconnecting while the timeline stops.
+    reconnected = [peer.reconnected_at for peer in swarm.peers if peer.reconnected_at is not None]
+    time.sleep(1)
     samples = timeline.stop()
     # "Quiet": the last 3 s before the deploy (the first requests warm up the new instance's processes).
     before = [latency for started, latency, status in samples
@@ -124,7 +134,6 @@ def storm(swarm: Swarm, holder, successor, token: str) -> dict:
         if started >= hup_epoch:
             slices.setdefault(int(started - hup_epoch), []).append(latency)
     p99s = [percentile(slices[second], 0.99) * 1000 for second in sorted(slices)]
-    reconnected = [peer.reconnected_at for peer in swarm.peers if peer.reconnected_at is not None]
     return {
         "reconnected": len(reconnected), "of": len(swarm.peers),
         "first_1001": (swarm.going_away_at - hup) if swarm.going_away_at else None,
@@ -153,23 +162,21 @@ def run(name: str, services: list, wrk, lua, prepare, successor) -> dict:
     tokens = seeded_tokens(holder.env, users + 1)
     idle, fan_token = tokens[:users], tokens[users]
     me_token = prepare(holder)
-    me = lambda: wrk(f"http://127.0.0.1:{holder.port}/auth/me", 16, lua("GET", {"Authorization": f"Bearer {me_token}"}))
+    me = lambda: wrk(f"http://127.0.0.1:{holder.port}/auth/me", 16, lua("GET", {"Authorization": f"Bearer {me_token}"}),
+                     ME_SECONDS)
     for _ in range(100):  # warm up both processes (a new connection each lands on either)
         holder.request("GET", "/auth/me", token=me_token)
     swarm = Swarm(holder.port)
     try:
         swarm.open([(fan_token, users)])  # the loop and jobs threads start with the first socket
-        time.sleep(1)
+        wait_greeted(swarm, 10)
         rss_before = resident_kib(pids)
         quiet = me()
         took = swarm.open([(idle[i // PER_USER], i // PER_USER) for i in range(SOCKETS)])
         # Idle means the opening is over: every socket has had its presence announced (the jobs
         # thread does that after the 101, in batches), then the sockets only answer pings.
-        deadline = time.monotonic() + 60
-        while swarm.greeted() < len(swarm.peers) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        settled = time.perf_counter() - began
-        time.sleep(2)
+        wait_greeted(swarm, 60)
+        time.sleep(1)
         held = swarm.open_count() - 1
         per_socket = (resident_kib(pids) - rss_before) / max(held, 1)
         print(f"[{name} realtime] {held:,} idle sockets open in {took:.1f} s (refused {dict(swarm.refused)}), "
@@ -194,8 +201,11 @@ def run(name: str, services: list, wrk, lua, prepare, successor) -> dict:
     print(f"[{name} realtime] /auth/me without sockets {quiet['rps']:.1f} req/s p99 {quiet['p99']:.1f} ms; beside "
           f"{held:,} sockets {loud['rps']:.1f} req/s p99 {loud['p99']:.1f} ms (errors {quiet['errors']}/{loud['errors']}); "
           f"{figures['pinged']:,} sockets answered a ping", flush=True)
+    away = s["of"] - s["reconnected"]
+    window = f" when the bench's {STORM_LIMIT} s window ended ({away:,} still away)" if away else ""
     print(f"[{name} realtime] reconnect storm: {s['reconnected']:,} of {s['of']:,} back {s['all_back']:.1f} s after "
-          f"the old instance's SIGTERM (first 1001 at {s['first_1001'] or 0:.2f} s); refused upgrades {dict(swarm.refused)}, "
+          f"the old instance's SIGTERM{window}, {s['reconnected'] / max(s['all_back'], 0.001):.0f} a second "
+          f"(first 1001 at {s['first_1001'] or 0:.2f} s); refused upgrades {dict(swarm.refused)}, "
           f"connection retries {swarm.retries}; /auth/me p99 before {s['quiet_p99']:.1f} ms, per second after "
           f"{', '.join(f'{p:.0f}' for p in s['p99s'])} ms; {s['slow_seconds']} s above 10x; HTTP errors "
           f"{s['http_errors']}, kept-alive connections closed by the old workers {s['broken']}", flush=True)

@@ -165,12 +165,12 @@ class Service:
 
 # ---- load ------------------------------------------------------------------------------------------
 
-def wrk(url: str, connections: int, script: str) -> dict:
+def wrk(url: str, connections: int, script: str, seconds: int = PHASE_SECONDS) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
-        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{PHASE_SECONDS}s", "--latency", "--timeout",
-                              "10s", "-s", f.name, url], capture_output=True, text=True, timeout=PHASE_SECONDS + 30
+        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout",
+                              "10s", "-s", f.name, url], capture_output=True, text=True, timeout=seconds + 30
                              ).stdout
     finally:
         os.unlink(f.name)

@@ -1,7 +1,8 @@
 """Every query of the hot paths finds its rows through an index, on a database seeded large.
 
 The hot paths are run for real (sign-in, token check, /auth/me, refresh and its reuse path,
-Idempotency-Key replay, sign-in counters, the WebSocket ticket handshake); every statement they
+Idempotency-Key replay, sign-in counters, the WebSocket ticket handshake, the WebSocket bearer
+handshake and the batched re-check of many sockets' sessions); every statement they
 send is then explained with its own parameters. SQLite must not `SCAN` a table (only `SEARCH`
 through an index); PostgreSQL, with the tables seeded and analysed so that a sequential scan
 would be chosen where no index serves, must not plan a `Seq Scan`.
@@ -14,7 +15,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from bench.seed import seed
+from bench.seed import PREFIXES, seed
 from gatehouse.clock import now
 from gatehouse.extensions import db
 from tests.actions import PASSWORD, Api, bearer
@@ -26,7 +27,7 @@ TABLES = {"users", "user_settings", "subscriptions", "sessions", "refresh_tokens
 
 def run_hot_paths(app) -> dict[str, list[tuple[str, object]]]:
     """The statements of each hot path, by name."""
-    from gatehouse.services import ws_tickets
+    from gatehouse.services import sessions, ws_tickets
 
     api = Api(app.test_client())
     email = "runner@example.com"
@@ -91,6 +92,21 @@ def run_hot_paths(app) -> dict[str, list[tuple[str, object]]]:
             ws_tickets.redeem(response.get_json()["ticket"], now())
             db.session.remove()
 
+    @path("WebSocket handshake: a bearer token's session member")
+    def _():
+        with app.app_context():
+            member = sessions.verify(access, now())[0]
+            db.session.remove()
+        assert member.user_id == signed_up["user"]["id"]
+
+    @path("WebSocket re-check: 50 sessions in one statement")
+    def _():
+        seeded = [f"{PREFIXES['sessions']}{n:012d}" for n in range(1, 51)]
+        with app.app_context():
+            roles = sessions.live_roles(seeded, now())
+            db.session.remove()
+        assert len(roles) == 50
+
     assert api.client.get("/users/me", headers=bearer(access)).status_code == 200
     return paths
 
@@ -132,7 +148,7 @@ def test_no_hot_path_query_reads_a_whole_table(seeded_app):
                 if found:
                     scans.setdefault(name, []).append((" ".join(statement.split())[:300], found))
     assert scans == {}
-    assert len(paths) == 9 and explained >= 30
+    assert len(paths) == 11 and explained >= 32
 
 
 def test_the_check_sees_a_lookup_that_no_index_serves(seeded_app):
