@@ -8,7 +8,8 @@ import multiprocessing
 import time
 
 
-async def _client(port: int, token: str, stop: multiprocessing.Event, samples: list) -> None:
+async def _client(port: int, token: str, stop: multiprocessing.Event, answered: multiprocessing.Event,
+                  samples: list) -> None:
     request = (f"GET /auth/me HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
     reader = writer = None
     while not stop.is_set():
@@ -33,13 +34,15 @@ async def _client(port: int, token: str, stop: multiprocessing.Event, samples: l
                 writer.close()
             writer = None
         samples.append((started, time.time() - started, status))
+        if status:
+            answered.set()
 
 
-def _run(port: int, token: str, connections: int, stop, results) -> None:
+def _run(port: int, token: str, connections: int, stop, answered, results) -> None:
     samples: list = []
 
     async def main():
-        await asyncio.gather(*(_client(port, token, stop, samples) for _ in range(connections)))
+        await asyncio.gather(*(_client(port, token, stop, answered, samples) for _ in range(connections)))
 
     asyncio.run(main())
     results.put(samples)
@@ -51,12 +54,16 @@ class Timeline:
     def __init__(self, port: int, token: str, connections: int = 16):
         context = multiprocessing.get_context("spawn")
         self._stop = context.Event()
+        self._answered = context.Event()
         self._results = context.Queue()
-        self._process = context.Process(target=_run, args=(port, token, connections, self._stop, self._results),
-                                        daemon=True)
+        self._process = context.Process(target=_run, daemon=True,
+                                        args=(port, token, connections, self._stop, self._answered, self._results))
 
-    def start(self) -> None:
+    def start(self, timeout: float = 30) -> None:
+        """Once its first request is answered (a spawned interpreter takes a while to begin)."""
         self._process.start()
+        if not self._answered.wait(timeout):
+            raise RuntimeError("the timeline's client got no answer")
 
     def stop(self) -> list[tuple[float, float, int]]:
         self._stop.set()
