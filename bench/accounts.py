@@ -27,7 +27,7 @@ def seeded_tokens(env: dict, users: int) -> list[str]:
             seed(conn, users=users, sessions=users, refresh_tokens=0, password_hash="$argon2id$unusable", now=now)
         rows = db.session.execute(select(User, Session).join(Session, Session.user_id == User.id)
                                   .where(User.email.like("%@seed.invalid")).order_by(User.id)).all()
-        minted = [tokens.access_token(user, session, now)[0] for user, session in rows]
+        minted = [tokens.access_token(tokens.Holder.of(user, session), now)[0] for user, session in rows]
         db.session.remove()
         db.engine.dispose()
     return minted
