@@ -51,5 +51,6 @@ def logout(params: LogoutParams):
 @endpoint(bp, "/auth/me", "GET", auth=True, responses={200: MeResult}, summary="The caller and its session")
 def me():
     who = caller()
-    sessions.touch(who.session, now())
-    return reply(MeResult.model_construct(user=UserOut.of(who.user), session=SessionOut.of(who.session, who.session.id)))
+    sessions.touch(who.snapshot.session, now())
+    return reply(MeResult.model_construct(user=UserOut.of(who.snapshot.user),
+                                          session=SessionOut.of(who.snapshot.session, who.session_id)))

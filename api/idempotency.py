@@ -35,7 +35,7 @@ def _caller(body: bytes) -> str:
     presents, else the client address."""
     who = g.get("auth")
     if who:
-        return f"user:{who.user.id}"
+        return f"user:{who.user_id}"
     try:
         presented = json.loads(body).get("refreshToken")
     except (ValueError, AttributeError, RecursionError):
@@ -54,7 +54,7 @@ def _attempt(key: str) -> Attempt:
     who = g.get("auth")
     body = request.get_data(cache=True)
     return Attempt(key=key, caller=_caller(body), method=request.method, path=request.path,
-                   body_hash=idempotency.body_digest(body), user_id=who.user.id if who else None)
+                   body_hash=idempotency.body_digest(body), user_id=who.user_id if who else None)
 
 
 def _answer(run: Callable[[], Response]) -> Response:
@@ -82,7 +82,7 @@ def _secret_owner(response: Response) -> tuple[str | None, str | None] | None:
         claims = jwt.decode(access_token, options={"verify_signature": False})
         return claims.get("sid"), claims.get("sub")
     who = g.get("auth")
-    return (who.session.id, who.user.id) if who else (None, None)
+    return (who.session_id, who.user_id) if who else (None, None)
 
 
 def _replayed(stored: StoredResponse) -> Response:

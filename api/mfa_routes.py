@@ -18,7 +18,7 @@ from gatehouse.services import admin, factors, passkeys, stepup
 @endpoint(bp, "/users/me/mfa", "GET", auth=True, responses={200: MfaResult},
           summary="The caller's second factors: TOTP, passkeys and how many recovery codes are left")
 def get_mfa():
-    found = factors.summary(caller().user.id)
+    found = factors.summary(caller().user_id)
     return reply(MfaResult.model_construct(
         totp=TotpOut.model_construct(created_at=found.totp.confirmed_at) if found.totp else None,
         passkeys=[PasskeyOut.of(p) for p in found.passkeys], recovery_codes_left=found.recovery_codes_left))

@@ -57,7 +57,7 @@ def events_reply(user_id: str, query: SecurityEventsQuery):
 @endpoint(bp, "/users/me/security-events", "GET", query=SecurityEventsQuery, auth=True,
           responses={200: SecurityEventsResult}, summary="The caller's security timeline, newest first")
 def my_security_events(query: SecurityEventsQuery):
-    return events_reply(caller().user.id, query)
+    return events_reply(caller().user_id, query)
 
 
 @endpoint(bp, "/admin/users/<user_id>/security-events", "GET", query=SecurityEventsQuery, auth=True,

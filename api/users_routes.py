@@ -40,8 +40,8 @@ def user_reply(user: User):
           summary="The caller's profile, with its version as a strong ETag")
 def get_me():
     who = caller()
-    sessions.touch(who.session, now())
-    return user_reply(who.user)
+    sessions.touch(who.snapshot.session, now())
+    return user_reply(who.snapshot.user)
 
 
 @endpoint(bp, "/users/me", "PATCH", body=ProfilePatch, auth=True, responses={200: UserResult}, errors=(409, 412),
@@ -49,7 +49,7 @@ def get_me():
           summary="Change the caller's profile and preferences (preferences by JSON Merge Patch)")
 def patch_me(params: ProfilePatch):
     version = expected_version()
-    return user_reply(profile.update_profile(caller().user.id, params, expected_version=version, now=now()))
+    return user_reply(profile.update_profile(caller().user_id, params, expected_version=version, now=now()))
 
 
 @endpoint(bp, "/users/me/password", "POST", body=PasswordChangeParams, auth=True, fresh=True,
@@ -72,15 +72,15 @@ def delete_me(params: DeleteAccountParams):
           summary="The caller's live sessions")
 def list_sessions():
     who = caller()
-    sessions.touch(who.session, now())
-    live = sessions.live_of_user(who.user.id, now())
-    return reply(SessionsResult.model_construct(sessions=[SessionOut.of(s, who.session.id) for s in live]))
+    sessions.touch(who.snapshot.session, now())
+    live = sessions.live_of_user(who.user_id, now())
+    return reply(SessionsResult.model_construct(sessions=[SessionOut.of(s, who.session_id) for s in live]))
 
 
 @endpoint(bp, "/users/me/sessions/<session_id>", "DELETE", auth=True, responses={204: None}, errors=(404,),
           summary="Revoke one of the caller's sessions")
 def revoke_session(session_id: str):
-    if not sessions.revoke_one(caller().user.id, session_id, now()):
+    if not sessions.revoke_one(caller().user_id, session_id, now()):
         raise NotFound("No such session.")
     return reply(None, 204)
 
@@ -88,12 +88,12 @@ def revoke_session(session_id: str):
 @endpoint(bp, "/users/me/devices", "GET", auth=True, responses={200: DevicesResult},
           summary="The devices the caller has signed in from")
 def list_devices():
-    return reply(DevicesResult.model_construct(devices=[DeviceOut.of(d) for d in devices.of_user(caller().user.id)]))
+    return reply(DevicesResult.model_construct(devices=[DeviceOut.of(d) for d in devices.of_user(caller().user_id)]))
 
 
 @endpoint(bp, "/users/me/devices/<device_id>", "DELETE", auth=True, responses={204: None}, errors=(404,),
           summary="Forget one of the caller's devices and revoke its sessions")
 def forget_device(device_id: str):
-    if not devices.forget(caller().user.id, device_id, now()):
+    if not devices.forget(caller().user_id, device_id, now()):
         raise NotFound("No such device.")
     return reply(None, 204)

@@ -61,7 +61,7 @@ def handshake():
         if request.headers.get("Origin") != f"{request.scheme}://{request.host}":
             raise Forbidden("A portal session opens /ws only from the service's own origin.")
         caller = sessions.resume(session["sid"], moment)
-        g.ws = sessions.Member.of(caller), caller.session.expires_at
+        g.ws = sessions.Member.of(caller), caller.snapshot.session.expires_at
     else:
         raise TokenInvalid("Open /ws with Authorization: Bearer <accessToken>, a ?ticket= from "
                            "POST /auth/ws-ticket, or the portal's session cookie.")

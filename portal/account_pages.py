@@ -56,7 +56,7 @@ def save(form: VersionedForm, patch: dict, template: str, page_endpoint: str):
     try:
         params = parse(ProfilePatch, patch)
         version = expected_version(form)
-        profile.update_profile(caller().user.id, params, expected_version=version, now=now())
+        profile.update_profile(caller().user_id, params, expected_version=version, now=now())
     except PreconditionFailed:
         flash(gettext("Your profile was changed elsewhere in the meantime. Here it is as it is now; "
               "make your change again."), "error")

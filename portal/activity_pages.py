@@ -80,11 +80,11 @@ def line(event: SecurityEvent, moment: datetime) -> str:
 def activity():
     who = caller()
     query = parse_query(SecurityEventsQuery, {"cursor": request.args.getlist("cursor")})
-    found = security_events.page(who.user.id, query.cursor, PAGE_SIZE)
+    found = security_events.page(who.user_id, query.cursor, PAGE_SIZE)
     moment = now()
-    live = {s.id for s in sessions.live_of_user(who.user.id, moment)}
+    live = {s.id for s in sessions.live_of_user(who.user_id, moment)}
     rows = [{"event": e, "line": line(e, moment),
-             "revocable": e.kind == "signed_in" and e.session_id in live, "current": e.session_id == who.session.id}
+             "revocable": e.kind == "signed_in" and e.session_id in live, "current": e.session_id == who.session_id}
             for e in found.events]
     return page("activity.html", rows=rows, next_cursor=found.next_cursor, first=query.cursor is None)
 

@@ -79,7 +79,7 @@ def logout():
 @bp.get("/verify-email")
 @signed_in_only
 def verify_email():
-    if caller().user.email_verified_at is not None:
+    if caller().snapshot.user.email_verified_at is not None:
         return redirect(url_for("portal.profile"))
     return page("verify_email.html", form=VerifyEmailForm())
 

@@ -67,8 +67,8 @@ def _language_choices() -> list[SelectChoice]:
     so that saving the form never changes it unasked."""
     choices = [SelectChoice(code, name, render_kw={"lang": code}) for code, name in NAMES.items()]
     caller = g.get("caller")
-    if caller is not None and caller.user.locale not in NAMES:
-        choices.insert(0, SelectChoice(caller.user.locale, caller.user.locale))
+    if caller is not None and caller.snapshot.user.locale not in NAMES:
+        choices.insert(0, SelectChoice(caller.snapshot.user.locale, caller.snapshot.user.locale))
     return choices
 
 

@@ -14,14 +14,14 @@ def page_language() -> str:
     """The signed-in user's locale; signed out, the chosen language, else Accept-Language; else English."""
     caller = g.get("caller")
     if caller is not None:
-        return i18n.language_of(caller.user.locale)
+        return i18n.language_of(caller.snapshot.user.locale)
     chosen = i18n.supported(request.cookies.get(i18n.COOKIE))
     return chosen or request.accept_languages.best_match(i18n.LANGUAGES) or i18n.DEFAULT
 
 
 def page_timezone() -> str:
     caller = g.get("caller")
-    return caller.user.timezone if caller is not None else "UTC"
+    return caller.snapshot.user.timezone if caller is not None else "UTC"
 
 
 @bp.record_once

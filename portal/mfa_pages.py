@@ -131,7 +131,7 @@ def fresh_only(view: Callable) -> Callable:
 
 def _reauth_page(form=None, status: int = 200):
     return page("reauthenticate.html", status, form=form or ReauthenticateForm(),
-                methods=factors.methods_of(caller().user.id))
+                methods=factors.methods_of(caller().user_id))
 
 
 @bp.get("/account/reauthenticate")
@@ -152,7 +152,7 @@ def reauthenticate_submit():
             body.pop("code", None)
         stepup.reauthenticate(caller(), parse(ReauthenticateParams, body), now(), issue=False)
     except GatehouseError as err:
-        return refused("reauthenticate.html", form, err, methods=factors.methods_of(caller().user.id))
+        return refused("reauthenticate.html", form, err, methods=factors.methods_of(caller().user_id))
     flash(gettext("Thank you. You can make your change now."), "success")
     return redirect(url_for("portal.security"))
 

@@ -22,8 +22,8 @@ def security_page(status: int = 200, **forms):
     """The page with its lists as they are now, and any form that was refused in place of a fresh one."""
     who = caller()
     return page("security.html", status,
-                sessions=sessions.live_of_user(who.user.id, now()), current_id=who.session.id,
-                devices=devices.of_user(who.user.id), mfa=factors.summary(who.user.id),
+                sessions=sessions.live_of_user(who.user_id, now()), current_id=who.session_id,
+                devices=devices.of_user(who.user_id), mfa=factors.summary(who.user_id),
                 recovery_codes_total=RECOVERY_COUNT,
                 passkey_form=forms.get("passkey_form") or PasskeyForm(),
                 password_form=forms.get("password_form") or PasswordChangeForm(),
@@ -63,9 +63,9 @@ def change_password():
 
 def sign_out_session(session_id: str, back_to: str):
     """Revoke one of the caller's sessions and go back to `back_to`; the browser's own ends its sign-in."""
-    if not sessions.revoke_one(caller().user.id, session_id, now()):
+    if not sessions.revoke_one(caller().user_id, session_id, now()):
         raise NotFound(N_("No such session."))
-    if session_id == caller().session.id:
+    if session_id == caller().session_id:
         signin.end()
         flash(gettext("You signed out of this browser."), "success")
         return redirect(url_for("portal.login"))
@@ -82,7 +82,7 @@ def revoke_session(session_id: str):
 @form_post("/account/security/devices/<device_id>/forget")
 @signed_in_only
 def forget_device(device_id: str):
-    if not devices.forget(caller().user.id, device_id, now()):
+    if not devices.forget(caller().user_id, device_id, now()):
         raise NotFound(N_("No such device."))
     flash(gettext("The device was removed and its sessions signed out."), "success")
     return redirect(url_for("portal.security"))

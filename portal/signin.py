@@ -38,7 +38,7 @@ def load_caller() -> None:
         session.clear()
         flash(gettext("Your session has ended. Please sign in again."), "info")
         return
-    sessions.touch(g.caller.session, now())
+    sessions.touch(g.caller.snapshot.session, now())
 
 
 @bp.context_processor

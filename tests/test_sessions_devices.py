@@ -193,3 +193,35 @@ def test_listing_renews_the_callers_last_seen_at(api, alice):
     mine = next(s for s in listed if s["current"])
     other = next(s for s in listed if s["id"] == alice["laptop"]["session"]["id"])
     assert mine["lastSeenAt"] > other["lastSeenAt"]
+
+
+def test_the_caller_is_read_in_one_row_without_the_password_hash(app, api):
+    from gatehouse.errors import TokenRevoked
+    from gatehouse.models import User
+    from gatehouse.services import sessions
+
+    body = api.login(email=api.register()["user"]["email"], device=PHONE)
+    claims = jwt_claims(body["tokens"]["accessToken"])
+    with app.app_context():
+        caller = sessions.live_caller(claims["sid"], now(), user_id=claims["sub"], claims=claims)
+        assert not hasattr(caller.snapshot.user, "password_hash")
+        assert caller.snapshot.session.device.name == PHONE["name"]
+        assert caller.snapshot.user.settings is not None
+        assert caller.user.password_hash.startswith("$argon2id$")  # the ORM object, loaded when asked for
+        db.session.execute(update(Session).values(revoked_at=now()))
+        db.session.commit()
+        with pytest.raises(TokenRevoked):
+            sessions.live_caller(claims["sid"], now())
+        db.session.execute(update(Session).values(revoked_at=None))
+        db.session.commit()
+        late = sessions.live_caller(claims["sid"], now())
+        db.session.query(User).delete()
+        db.session.commit()
+        with pytest.raises(TokenRevoked):  # erased between the authenticating read and the ORM load
+            late.session
+
+
+def jwt_claims(token: str) -> dict:
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Integer, String, and_
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gatehouse.extensions import db
@@ -51,10 +52,15 @@ class User(db.Model):
     settings: Mapped[UserSettings] = relationship(uselist=False, lazy="joined", passive_deletes=True)
     subscription: Mapped[Subscription] = relationship(uselist=False, lazy="joined", passive_deletes=True)
 
-    @property
+    @hybrid_property
     def active(self) -> bool:
-        """May sign in and use its tokens."""
+        """May sign in and use its tokens; on the class, the same rule as an SQL condition."""
         return not self.disabled and self.deleted_at is None
+
+    @active.inplace.expression
+    @classmethod
+    def _active_condition(cls):
+        return and_(cls.disabled.is_(False), cls.deleted_at.is_(None))
 
 
 class UserSettings(db.Model):

@@ -172,10 +172,10 @@ def refresh(refresh_token: str, now: datetime) -> tokens.TokenPair:
 
 
 def logout(caller: sessions.Caller, *, all_sessions: bool, now: datetime) -> None:
-    security_events.record(caller.user.id, "signed_out", now, session_id=caller.session.id,
-                           device_id=caller.session.device_id, detail={"allSessions": all_sessions})
+    security_events.record(caller.user_id, "signed_out", now, session_id=caller.session_id,
+                           device_id=caller.snapshot.session.device_id, detail={"allSessions": all_sessions})
     if all_sessions:
-        sessions.revoke_all(caller.user.id, now)
+        sessions.revoke_all(caller.user_id, now)
     else:
-        sessions.revoke(caller.user.id, [caller.session.id], now)
+        sessions.revoke(caller.user_id, [caller.session_id], now)
     db.session.commit()

@@ -24,7 +24,7 @@ LISTING = "admin-users"
 def require_admin(caller: sessions.Caller) -> None:
     """An admin is one whose token says so and whose account still does: a demotion takes effect
     at the next request, without waiting for the token to expire."""
-    if caller.claims.get("role") != "admin" or caller.user.role != "admin":
+    if caller.claims.get("role") != "admin" or caller.snapshot.user.role != "admin":
         raise Forbidden("This needs an admin account.")
 
 

@@ -47,8 +47,8 @@ def request_change(caller: sessions.Caller, params: EmailChangeParams, now: date
     outbox.supersede(user.id, CODE_MAIL)
     outbox.enqueue(CODE_MAIL, params.new_email, {"code": issued.code, "ttl_seconds": issued.ttl_seconds},
                    now=now, user_id=user.id, expires_at=issued.expires_at)
-    security_events.record(user.id, "email_change_requested", now, session_id=caller.session.id,
-                           device_id=caller.session.device_id, detail={"newEmail": params.new_email})
+    security_events.record(user.id, "email_change_requested", now, session_id=caller.session_id,
+                           device_id=caller.snapshot.session.device_id, detail={"newEmail": params.new_email})
     db.session.commit()
 
 
@@ -93,8 +93,8 @@ def confirm(caller: sessions.Caller, code: str, now: datetime) -> User:
     outbox.enqueue("email-changed", old_email, {
         "at": iso_z(now), "new_email": new_email, "revert_url": link_tokens.link("/account/email/revert", token),
     }, now=now, user_id=user.id)
-    security_events.record(user.id, "email_changed", now, session_id=caller.session.id,
-                           device_id=caller.session.device_id, detail={"oldEmail": old_email, "newEmail": new_email})
+    security_events.record(user.id, "email_changed", now, session_id=caller.session_id,
+                           device_id=caller.snapshot.session.device_id, detail={"oldEmail": old_email, "newEmail": new_email})
     _announce(user.id, version)
     db.session.commit()
     return _reread(user.id)

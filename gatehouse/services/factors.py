@@ -181,7 +181,7 @@ def confirm_totp(caller: sessions.Caller, code: str, now: datetime) -> list[str]
     codes = _new_recovery_codes(user.id, now) if first else None
     # The code just given is a second factor: this session reaches AAL2 and may go on changing factors.
     raise_session(caller.session, Proof(("pwd", "otp", "mfa"), 2), now)
-    factor_changed(user, caller.session.id, ADDED, "an authenticator app (TOTP)", now, kind=TOTP,
+    factor_changed(user, caller.session_id, ADDED, "an authenticator app (TOTP)", now, kind=TOTP,
                    event="mfa_enabled", detail={"factor": "totp"})
     return codes
 
@@ -212,7 +212,7 @@ def remove_totp(caller: sessions.Caller, now: datetime) -> None:
         db.session.rollback()
         raise NotFound(N_("TOTP is not on for this account."))
     forget_codes_without_factor(user.id)
-    factor_changed(user, caller.session.id, REMOVED, "the authenticator app (TOTP)", now, kind=TOTP,
+    factor_changed(user, caller.session_id, REMOVED, "the authenticator app (TOTP)", now, kind=TOTP,
                    event="mfa_disabled", detail={"factor": "totp"})
 
 
@@ -243,7 +243,7 @@ def regenerate_recovery_codes(caller: sessions.Caller, now: datetime) -> list[st
     if not has_second_factor(user.id):
         raise NotFound(N_("Recovery codes come with a second factor; set up TOTP or a passkey first."))
     codes = _new_recovery_codes(user.id, now)
-    factor_changed(user, caller.session.id, ADDED, "a new set of recovery codes (the old ones no longer work)", now,
+    factor_changed(user, caller.session_id, ADDED, "a new set of recovery codes (the old ones no longer work)", now,
                    kind=RECOVERY_CODES, event="recovery_codes_regenerated")
     return codes
 

@@ -11,7 +11,7 @@ from gatehouse.errors import field_error
 from gatehouse.extensions import db
 from gatehouse.models import User
 
-ACTIVE_ADMIN = and_(User.role == "admin", User.disabled.is_(False), User.deleted_at.is_(None))
+ACTIVE_ADMIN = and_(User.role == "admin", User.active)
 
 
 def lock_active_admins() -> None:

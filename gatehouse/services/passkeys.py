@@ -113,7 +113,7 @@ def register(caller: sessions.Caller, credential: RegistrationResponseJSON, name
     if first:
         # The passkey just made is a second factor: this session reaches AAL2 and may go on changing factors.
         factors.raise_session(caller.session, _proof(new.user_verified, new.backed_up, password=True), now)
-    factors.factor_changed(user, caller.session.id, factors.ADDED, f"a passkey named “{passkey.name}”", now,
+    factors.factor_changed(user, caller.session_id, factors.ADDED, f"a passkey named “{passkey.name}”", now,
                            kind=factors.PASSKEY, name=passkey.name, event="passkey_added",
                            detail={"passkeyId": passkey.id, "name": passkey.name})
     return passkey
@@ -129,7 +129,7 @@ def remove(caller: sessions.Caller, passkey_id: str, now: datetime) -> None:
         db.session.rollback()
         raise NotFound(N_("No such passkey."))
     factors.forget_codes_without_factor(user.id)
-    factors.factor_changed(user, caller.session.id, factors.REMOVED, f"the passkey named “{name}”", now,
+    factors.factor_changed(user, caller.session_id, factors.REMOVED, f"the passkey named “{name}”", now,
                            kind=factors.PASSKEY, name=name, event="passkey_removed",
                            detail={"passkeyId": removed.id, "name": name})
 

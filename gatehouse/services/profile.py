@@ -146,13 +146,13 @@ def update_password(caller: sessions.Caller, params: PasswordChangeParams, *, no
     verify_current_password(user, params.current_password, now)
     user.password_hash = hash_new_password(params.new_password, email=user.email, username=user.username,
                                            field="newPassword")
-    security_events.record(user.id, "password_changed", now, session_id=caller.session.id,
-                           device_id=caller.session.device_id)
+    security_events.record(user.id, "password_changed", now, session_id=caller.session_id,
+                           device_id=caller.snapshot.session.device_id)
     # The caller's own session stays signed in, so the notice does not say "signed out everywhere".
     enqueue("password-changed", user.email,
             {"changed_at": iso_z(now), "signed_out_everywhere": False},
             now=now, user_id=user.id)
-    revoked = sessions.revoke_all(user.id, now, except_id=caller.session.id)
+    revoked = sessions.revoke_all(user.id, now, except_id=caller.session_id)
     db.session.commit()  # the new hash, the notice and the revocations: one transaction
     return revoked
 
@@ -167,7 +167,7 @@ def delete_account(caller: sessions.Caller, password: str, *, now: datetime) -> 
     db.session.execute(update(User).where(User.id == user.id, User.deleted_at.is_(None)).values(deleted_at=now))
     if admin:  # the last admin stays: another must be promoted first
         keep_an_admin(user.id, "role")
-    security_events.record(user.id, "account_deleted", now, session_id=caller.session.id,
-                           device_id=caller.session.device_id)
+    security_events.record(user.id, "account_deleted", now, session_id=caller.session_id,
+                           device_id=caller.snapshot.session.device_id)
     sessions.revoke_all(user.id, now)
     db.session.commit()

@@ -37,12 +37,12 @@ MAX_TRIES = 5
 def require_fresh(caller: sessions.Caller, now: datetime) -> None:
     """401 reauthentication_required unless the session proved the user within REAUTH_MAX_AGE seconds,
     and at AAL2 when the account has a second factor."""
-    session = caller.session
+    session = caller.snapshot.session
     auth_time = session.auth_time or session.created_at
     if (now - auth_time).total_seconds() > setting("REAUTH_MAX_AGE"):
         raise ReauthenticationRequired(N_("This change needs a recent sign-in; confirm who you are with "
                                           "POST /auth/reauthenticate."))
-    if session.aal < 2 and factors.has_second_factor(caller.user.id):
+    if session.aal < 2 and factors.has_second_factor(caller.user_id):
         raise ReauthenticationRequired(N_("This account has a second factor; confirm who you are with it "
                                           "(POST /auth/reauthenticate) before this change."))
 
@@ -202,4 +202,4 @@ def reauthenticate(caller: sessions.Caller, params: ReauthenticateParams, now: d
 
 
 def reauth_passkey_options(caller: sessions.Caller, now: datetime) -> dict:
-    return passkeys.request_options(caller.user.id, "reauth", now)[1]
+    return passkeys.request_options(caller.user_id, "reauth", now)[1]

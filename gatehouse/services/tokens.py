@@ -142,10 +142,13 @@ def spend(refresh_token: str, now: datetime) -> str | None:
         _SPEND, {"hash": sha256_hex(refresh_token), "now": now}).scalar_one_or_none()
 
 
-# The holder of a session just spent from, with its account's state: plain columns by primary keys.
-_HOLDER = (select(Session.user_id, User.role, User.region, User.currency, Session.id, Session.amr, Session.aal,
-                  func.coalesce(Session.auth_time, Session.created_at, type_=UTCDateTime), Session.expires_at,
-                  User.disabled, User.deleted_at)
+# The holder of a session just spent from, with its account's state: plain columns by primary keys,
+# each named as Holder's field.
+_HOLDER = (select(Session.user_id.label("user_id"), User.role.label("role"), User.region.label("region"),
+                  User.currency.label("currency"), Session.id.label("session_id"), Session.amr.label("amr"),
+                  Session.aal.label("aal"),
+                  func.coalesce(Session.auth_time, Session.created_at, type_=UTCDateTime).label("auth_time"),
+                  Session.expires_at.label("session_expires_at"), User.active.label("active"))
            .join(User, User.id == Session.user_id).where(Session.id == bindparam("session_id")))
 
 
@@ -169,9 +172,10 @@ def rotate(refresh_token: str, now: datetime) -> TokenPair:
             sessions.revoke(reused.user_id, [reused.id], now)
             db.session.commit()
         raise error
-    *claims, disabled, deleted_at = db.session.connection().execute(_HOLDER, {"session_id": session_id}).one()
-    holder = Holder(*claims)
-    if disabled or deleted_at is not None:
+    found = dict(db.session.connection().execute(_HOLDER, {"session_id": session_id}).one()._mapping)
+    active = found.pop("active")
+    holder = Holder(**found)
+    if not active:
         db.session.rollback()
         sessions.revoke(holder.user_id, [session_id], now)
         db.session.commit()

@@ -18,7 +18,7 @@ def issue(caller: Caller, now: datetime) -> tuple[str, datetime]:
     ticket = new_ticket()
     expires_at = now + timedelta(seconds=setting("WS_TICKET_TTL"))
     db.session.execute(delete(WsTicket).where(WsTicket.expires_at <= now))
-    db.session.add(WsTicket(ticket_hash=sha256_hex(ticket), session_id=caller.session.id, expires_at=expires_at))
+    db.session.add(WsTicket(ticket_hash=sha256_hex(ticket), session_id=caller.session_id, expires_at=expires_at))
     db.session.commit()
     return ticket, expires_at
 
