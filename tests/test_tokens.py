@@ -131,3 +131,59 @@ def test_access_tokens_carry_no_claims_beyond_the_contract(api):
     assert set(claims) <= {"sub", "sid", "jti", "iat", "exp", "type", "role", "region", "currency", "fresh", "iss",
                            "aud", "amr", "aal", "auth_time"}
     assert (claims["amr"], claims["aal"]) == (["pwd"], 1) and claims["auth_time"] == claims["iat"]
+
+
+class CountedVerify:
+    """PyJWT's verification, counted: how many times a token's signature was checked."""
+
+    def __init__(self, monkeypatch):
+        from gatehouse.services import tokens
+
+        self.calls = 0
+        real = tokens.pyjwt.decode_complete
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tokens.pyjwt, "decode_complete", counted)
+
+
+def test_a_process_verifies_each_token_once_and_checks_its_times_on_every_request(api, monkeypatch):
+    start = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    with time_machine.travel(start, tick=False):
+        token = api.register()["tokens"]["accessToken"]
+        counted = CountedVerify(monkeypatch)
+        for _ in range(3):
+            assert api.get("/auth/me", token=token).status_code == 200
+        assert counted.calls == 1
+    with time_machine.travel(start - timedelta(seconds=1), tick=False):  # the clock went back: issued "later"
+        problem(api.get("/auth/me", token=token), 401, "token_invalid")
+    with time_machine.travel(start + timedelta(seconds=900), tick=False):  # exp itself is past
+        problem(api.get("/auth/me", token=token), 401, "token_expired")
+    assert counted.calls == 1
+
+
+def test_a_token_that_fails_verification_is_never_remembered(app, api, monkeypatch):
+    token = api.register()["tokens"]["accessToken"]
+    head, payload, signature = token.split(".")
+    tampered = f"{head}.{payload}.{signature[:-4]}AAAA"
+    counted = CountedVerify(monkeypatch)
+    for _ in range(2):
+        problem(api.get("/auth/me", token=tampered), 401, "token_invalid")
+    assert counted.calls == 2
+    assert api.get("/auth/me", token=token).status_code == 200
+    assert app.extensions["gatehouse.verified_tokens"].cache_info().currsize == 1
+
+
+def test_a_remembered_token_of_a_revoked_session_is_refused(app, api):
+    from sqlalchemy import text
+
+    from gatehouse.extensions import db
+
+    token = api.register()["tokens"]["accessToken"]
+    assert api.get("/auth/me", token=token).status_code == 200
+    with app.app_context():
+        db.session.execute(text("DELETE FROM sessions"))
+        db.session.commit()
+    problem(api.get("/auth/me", token=token), 401, "token_revoked")

@@ -2,8 +2,10 @@
 (RFC 9700). The time is passed in."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import jwt as pyjwt
 from flask import current_app
@@ -97,9 +99,29 @@ def _pair(holder: Holder, refresh_token: str, now: datetime) -> TokenPair:
 def decode_access(token: str) -> dict:
     """The verified claims of an access token; 401 errors for anything else.
 
-    Verified with the one configured algorithm and key in a single PyJWT pass (the hot path of
-    every authenticated request); flask-jwt-extended issues the tokens.
+    Verified with the one configured algorithm and key in a single PyJWT pass; flask-jwt-extended
+    issues the tokens. A token's signature and fixed claims are a pure function of the token and the
+    key, so each process remembers the last VERIFIED_TOKENS tokens it verified (never a token that
+    failed) and checks only their times again: a client sends the same token with every request
+    until it refreshes. Revocation is not part of this; the session is looked up on every request.
     """
+    verified = current_app.extensions.get("gatehouse.verified_tokens")
+    if verified is None:
+        verified = current_app.extensions.setdefault("gatehouse.verified_tokens",
+                                                     lru_cache(maxsize=VERIFIED_TOKENS)(_verify))
+    claims = verified(token)
+    moment = time.time()
+    if claims["exp"] <= moment:
+        raise TokenExpired()
+    if claims["iat"] > moment or claims.get("nbf", moment) > moment:
+        raise TokenInvalid()
+    return dict(claims)
+
+
+VERIFIED_TOKENS = 4096
+
+
+def _verify(token: str) -> dict:
     config = current_app.config
     signing = config["JWT_SIGNING_KEY"]
     key = signing.public_key if signing is not None else config["JWT_SECRET_KEY"]
