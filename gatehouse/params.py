@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from datetime import datetime, timezone
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -311,9 +311,9 @@ class LoginParams(Params):
             raise ValidationFailed("Give either email or username.",
                                    errors=[{"field": "email", "message": "give either email or username"}])
 
-    @property
+    @cached_property
     def identifier(self) -> str:
-        """The normalised sign-in identifier (an email key or a username key)."""
+        """The normalised sign-in identifier (an email key or a username key), worked out once."""
         return email_key(self.email) if self.email is not None else username_key(self.username)
 
 

@@ -45,9 +45,10 @@ def test_a_login_is_one_read_and_its_writes_in_one_commit(app, api):
     with recording(app) as seen:
         api.login(email="login@example.com")
     # The account, its second factors (one statement), and whether it signed in from this device or
-    # network lately (one statement of indexed look-ups, however many sessions it has).
+    # network lately (one statement of indexed look-ups, however many sessions it has). Its writes are
+    # prepared statements sent as it goes (models/rows.py), with nothing left for a flush at the commit.
     assert seen.verbs() == ["SELECT users", "SELECT mfa_totp", "SELECT sessions",
-                            "INSERT security_events", "UPDATE users", "INSERT sessions", "INSERT refresh_tokens",
+                            "UPDATE users", "INSERT sessions", "INSERT refresh_tokens", "INSERT security_events",
                             "COMMIT"]
 
 
@@ -60,5 +61,34 @@ def test_a_login_without_redis_adds_only_the_keyed_statements_of_its_limits(make
         response = client.post("/auth/login", json={"email": "count@example.com", "password": PASSWORD})
     assert response.status_code == 200
     assert seen.verbs() == ["INSERT rate_limit_windows", "UPDATE rate_limit_windows", "COMMIT",
-                            "SELECT users", "SELECT sign_in_failures", "SELECT mfa_totp", "SELECT sessions", "DELETE sign_in_failures", "INSERT security_events", "UPDATE users",
-                            "INSERT sessions", "INSERT refresh_tokens", "COMMIT"]
+                            "SELECT users", "SELECT sign_in_failures", "SELECT mfa_totp", "SELECT sessions", "DELETE sign_in_failures", "UPDATE users",
+                            "INSERT sessions", "INSERT refresh_tokens", "INSERT security_events", "COMMIT"]
+
+
+def test_a_row_written_at_once_is_the_sessions_loaded_object_and_refers_to_pending_rows(app):
+    """models/rows.py: one INSERT, pending rows first; the object answers without another statement."""
+    from sqlalchemy import inspect, select
+
+    from gatehouse.extensions import db
+    from gatehouse.models import SecurityEvent, User
+    from gatehouse.models.rows import insert_row
+    from gatehouse.models.types import new_id
+
+    moment = now()
+    with app.app_context():
+        user = User(id=new_id(), email="rows@example.com", email_key="rows@example.com", role="user",
+                    region="US", currency="USD", locale="en", timezone="UTC", show_status="visible",
+                    disabled=False, password_hash="x", created_at=moment, updated_at=moment, version=1)
+        db.session.add(user)  # pending: the event's foreign key needs it written first
+        values = dict(id=new_id(), user_id=user.id, kind="signed_in", at=moment, ip_address=None, user_agent=None,
+                      session_id=None, device_id=None, detail={"methods": ["pwd"]})
+        with recording(app) as seen:
+            event = insert_row(SecurityEvent, values, device=None)
+            assert inspect(event).persistent and db.session.get(SecurityEvent, event.id) is event
+            assert (event.kind, event.detail, event.device) == ("signed_in", {"methods": ["pwd"]}, None)
+        assert seen.verbs() == ["INSERT users", "INSERT security_events"]
+        with pytest.raises(ValueError, match="every column"):
+            insert_row(SecurityEvent, {k: v for k, v in values.items() if k != "detail"})
+        db.session.commit()
+        db.session.expunge_all()
+        assert db.session.scalar(select(SecurityEvent.kind).where(SecurityEvent.id == event.id)) == "signed_in"

@@ -146,7 +146,7 @@ def login(params: LoginParams, *, ip_address: str | None, user_agent: str | None
     new = alerts.is_new(user.id, params.device, ip_address, now)
     throttle.succeeded(params.identifier, user)
     metrics.signins.labels("success").inc()
-    user.last_login_at = now
+    sessions.stamp_sign_in(user, now)
     session = sessions.start(user, params.device, ip_address=ip_address, user_agent=user_agent, now=now,
                              kind=kind)
     pair = tokens.issue(user, session, now)

@@ -17,6 +17,7 @@ from sqlalchemy import and_, delete, or_, select
 from gatehouse.clock import iso_z
 from gatehouse.extensions import db
 from gatehouse.models import Device, SecurityEvent
+from gatehouse.models.rows import insert_row
 from gatehouse.models.types import new_id
 from gatehouse.realtime.bus import publish_after_commit
 from gatehouse.services import cursors
@@ -94,16 +95,15 @@ def as_json(event: SecurityEvent, device: Device | None = None) -> dict:
 
 def record(user_id: str, kind: str, now: datetime, *, session_id: str | None = None, device_id: str | None = None,
            client: Client | None = None, detail: dict | None = None) -> SecurityEvent:
-    """Add the row of `kind` to the transaction in progress (not committed); `client` defaults to
+    """Write the row of `kind` in the transaction in progress (not committed); `client` defaults to
     the request's. Pushed as `security:event` after the commit."""
     if kind not in KINDS:
         raise ValueError(f"unknown security event kind {kind!r}")
     client = of_request() if client is None else client
-    event = SecurityEvent(id=new_id(), user_id=user_id, kind=kind, at=now, ip_address=client.ip_address,
-                          user_agent=client.user_agent, session_id=session_id, device_id=device_id,
-                          detail=detail or {})
-    db.session.add(event)
     device = db.session.get(Device, device_id) if device_id is not None else None
+    event = insert_row(SecurityEvent, dict(id=new_id(), user_id=user_id, kind=kind, at=now, ip_address=client.ip_address,
+                                           user_agent=client.user_agent, session_id=session_id, device_id=device_id,
+                                           detail=detail or {}), device=device)
     publish_after_commit(user_id, EVENT, as_json(event, device))
     return event
 

@@ -8,10 +8,12 @@ from types import SimpleNamespace
 
 from sqlalchemy import bindparam, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.attributes import set_committed_value
 
 from gatehouse.errors import TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import Device, RefreshToken, Session, Subscription, User, UserSettings
+from gatehouse.models.rows import insert_row
 from gatehouse.models.types import new_id
 from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish_after_commit
@@ -74,16 +76,25 @@ def upsert_device(user_id: str, params: DeviceParams, now: datetime) -> str:
 
 def start(user: User, device: DeviceParams | None, *, ip_address: str | None, user_agent: str | None,
           now: datetime, kind: str = "api", amr: tuple[str, ...] = ("pwd",), aal: int = 1) -> Session:
-    """A new session (added, not committed) with an absolute expiry of REFRESH_TOKEN_TTL, signed in
+    """A new session (written, not committed) with an absolute expiry of REFRESH_TOKEN_TTL, signed in
     now by the methods `amr` (RFC 8176) at assurance level `aal`."""
     device_row = db.session.get(Device, upsert_device(user.id, device, now)) if device is not None else None
-    session = Session(id=new_id(), user_id=user.id, device=device_row, kind=kind, created_at=now,
-                      last_seen_at=now, expires_at=now + timedelta(seconds=setting("REFRESH_TOKEN_TTL")),
-                      ip_address=stored_address(ip_address), network=network(ip_address),
-                      user_agent=stored_user_agent(user_agent),
-                      auth_time=now, amr=" ".join(amr), aal=aal)
-    db.session.add(session)  # written with the rest of the sign-in at its commit
-    return session
+    return insert_row(Session, dict(
+        id=new_id(), user_id=user.id, device_id=device_row.id if device_row is not None else None, kind=kind,
+        created_at=now, last_seen_at=now, expires_at=now + timedelta(seconds=setting("REFRESH_TOKEN_TTL")),
+        revoked_at=None, ip_address=stored_address(ip_address), network=network(ip_address),
+        user_agent=stored_user_agent(user_agent), auth_time=now, amr=" ".join(amr), aal=aal), device=device_row)
+
+
+# A sign-in's time on its account, written at once like the sign-in's other rows (models/rows.py).
+_SIGNED_IN = (update(User).where(User.id == bindparam("key"))
+              .values(last_login_at=bindparam("now", type_=User.last_login_at.type)))
+
+
+def stamp_sign_in(user: User, now: datetime) -> None:
+    """`user.last_login_at = now`, written by one prepared UPDATE in the transaction in progress."""
+    db.session.connection().execute(_SIGNED_IN, {"key": user.id, "now": now})
+    set_committed_value(user, "last_login_at", now)
 
 
 def _columns(model, *, leaving: tuple[str, ...] = ()) -> list[tuple[str, object]]:

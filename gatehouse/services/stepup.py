@@ -107,7 +107,7 @@ def _prove(user_id: str, code: str | None, credential: AuthenticationResponseJSO
 def _open_session(user: User, device: DeviceParams | None, proof: Proof, *, ip_address: str | None,
                   user_agent: str | None, now: datetime, kind: str) -> SignIn:
     new = alerts.is_new(user.id, device, ip_address, now)
-    user.last_login_at = now
+    sessions.stamp_sign_in(user, now)
     session = sessions.start(user, device, ip_address=ip_address, user_agent=user_agent, now=now, kind=kind,
                              amr=proof.amr, aal=proof.aal)
     pair = tokens.issue(user, session, now)

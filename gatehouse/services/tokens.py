@@ -10,7 +10,7 @@ from functools import lru_cache
 import jwt as pyjwt
 from flask import current_app
 from flask_jwt_extended import create_access_token
-from sqlalchemy import bindparam, func, insert, inspect, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from gatehouse.errors import RefreshTokenReused, TokenExpired, TokenInvalid, TokenRevoked
 from gatehouse.extensions import db
@@ -77,12 +77,9 @@ _INSERT = insert(RefreshToken).values(id=bindparam("id"), session_id=bindparam("
 
 def issue(user: User, session: Session, now: datetime) -> TokenPair:
     """A new access token and a new refresh token of the session's family (written in the caller's
-    transaction, not committed): a session signing in now gets its first token in the same flush."""
+    transaction, not committed)."""
     refresh = new_refresh_token()
-    if inspect(session).persistent:
-        _store(session.id, refresh, now)
-    else:
-        db.session.add(RefreshToken(session=session, token_hash=sha256_hex(refresh), created_at=now))
+    _store(session.id, refresh, now)
     return _pair(Holder.of(user, session), refresh, now)
 
 

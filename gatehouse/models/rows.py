@@ -1,0 +1,43 @@
+"""Rows written at once with one prepared INSERT, kept as the database session's objects.
+
+The unit of work's flush of a new object (dependency sort, per-mapper bookkeeping, default
+handling) costs several times the INSERT it sends; a sign-in writes three rows, so on that path a
+row is inserted here instead. The object comes back persistent, every column loaded, as if the
+flush had written it: later changes to it are flushed as usual.
+"""
+from __future__ import annotations
+
+from functools import cache
+from typing import TypeVar
+
+from sqlalchemy import inspect, insert
+from sqlalchemy.orm import make_transient_to_detached
+
+from gatehouse.extensions import db
+
+Model = TypeVar("Model")
+
+
+@cache
+def _shape(model: type) -> tuple[frozenset[str], object]:
+    """A model's column names and its INSERT, built once."""
+    return frozenset(attribute.key for attribute in inspect(model).column_attrs), insert(model)
+
+
+def insert_row(model: type[Model], values: dict, **related) -> Model:
+    """Insert the row of `values` (every column of `model`, by attribute name) in the transaction in
+    progress, and return its persistent object with the `related` objects set on it.
+
+    Objects still pending in the database session are flushed first, so a row that refers to one
+    (a registration's new account) finds it.
+    """
+    columns, statement = _shape(model)
+    if values.keys() != columns:
+        raise ValueError(f"{model.__name__}: give every column, not {sorted(values.keys() ^ columns)}")
+    if db.session.new:
+        db.session.flush()
+    db.session.connection().execute(statement, values)
+    instance = model(**values, **related)
+    make_transient_to_detached(instance)
+    db.session.add(instance)
+    return instance
