@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from gatehouse import metrics, regions
@@ -96,8 +96,13 @@ def register(params: RegisterParams, *, ip_address: str | None, user_agent: str 
 
 
 def find_by_identifier(params: LoginParams) -> User | None:
-    column = User.email_key if params.email is not None else User.username_key
-    return db.session.execute(select(User).where(column == params.identifier)).unique().scalar_one_or_none()
+    statement = _BY_EMAIL if params.email is not None else _BY_USERNAME
+    return db.session.execute(statement, {"key": params.identifier}).unique().scalar_one_or_none()
+
+
+# Built once: every sign-in runs one.
+_BY_EMAIL = select(User).where(User.email_key == bindparam("key"))
+_BY_USERNAME = select(User).where(User.username_key == bindparam("key"))
 
 
 def verify_current_password(user: User, password: str, now: datetime) -> None:

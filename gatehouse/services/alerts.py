@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from gatehouse.clock import iso_z
 from gatehouse.errors import InvalidCode
@@ -36,23 +36,32 @@ def is_new(user_id: str, device: DeviceParams | None, ip_address: str | None, no
     """
     since = now - KNOWN_FOR
     if device is not None and device.id is not None:
-        row = select(Device.id).where(Device.user_id == user_id, Device.client_id == device.id).scalar_subquery()
-        known = select(Session.id).where(Session.user_id == user_id, Session.device_id == row,
-                                         Session.last_seen_at > since)
+        found = db.session.execute(_ON_DEVICE, {"user_id": user_id, "client_id": device.id, "since": since})
     else:
         here = network(ip_address)
-        known = (select(Session.id).where(Session.user_id == user_id, Session.network == here,
-                                          Session.last_seen_at > since) if here is not None else None)
-    earlier = select(func.count()).select_from(select(Session.id).where(Session.user_id == user_id).limit(2)
-                                               .subquery()).scalar_subquery()
-    if known is None:
-        return db.session.scalar(select(earlier)) > 1
-    sessions_before, seen = db.session.execute(select(earlier, known.exists())).one()
+        if here is None:
+            return db.session.scalar(_FIRST_AFTER_REGISTRATION, {"user_id": user_id}) > 1
+        found = db.session.execute(_ON_NETWORK, {"user_id": user_id, "network": here, "since": since})
+    sessions_before, seen = found.one()
     return sessions_before > 1 and not seen
 
 
+# is_new's statements, built once (building one costs more CPU than running it): how many sessions the
+# account has had, up to two, and whether one was on this device or network since :since.
+_EARLIER = (select(func.count()).select_from(select(Session.id).where(Session.user_id == bindparam("user_id"))
+                                             .limit(2).subquery()).scalar_subquery())
+_FIRST_AFTER_REGISTRATION = select(_EARLIER)
+_RECENT = (Session.user_id == bindparam("user_id"),
+           Session.last_seen_at > bindparam("since", type_=Session.last_seen_at.type))
+_ON_DEVICE = select(_EARLIER, select(Session.id).where(
+    *_RECENT, Session.device_id == select(Device.id).where(Device.user_id == bindparam("user_id"),
+                                                           Device.client_id == bindparam("client_id"))
+    .scalar_subquery()).exists())
+_ON_NETWORK = select(_EARLIER, select(Session.id).where(*_RECENT, Session.network == bindparam("network")).exists())
+
+
 def signed_in(user: User, session: Session, now: datetime, *, new: bool = False, registration: bool = False) -> None:
-    """Record the sign-in that opened `session` (added, not committed); `new` (see is_new) also records
+    """Record the sign-in that opened `session` (written, not committed); `new` (see is_new) also records
     `new_device` and mails the owner a "new sign-in" notice with its "this wasn't me" link."""
     client = Client(session.ip_address, session.user_agent)
     device_id = session.device.id if session.device is not None else None  # device_id is set at the flush

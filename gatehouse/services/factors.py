@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gatehouse.clock import iso_z
@@ -60,10 +60,14 @@ def _confirmed_totp(user_id: str):
     return select(MfaTotp).where(MfaTotp.user_id == user_id, MfaTotp.confirmed_at.is_not(None))
 
 
+# One round trip, built once: every sign-in asks it.
+_METHODS = select(exists().where(MfaTotp.user_id == bindparam("user_id"), MfaTotp.confirmed_at.is_not(None)),
+                  exists().where(Passkey.user_id == bindparam("user_id")))
+
+
 def methods_of(user_id: str) -> list[str]:
     """The ways this account can finish a sign-in (`totp`, `recovery_code`, `passkey`); empty = none needed."""
-    has_totp, has_passkey = db.session.execute(  # one round trip: every sign-in asks it
-        select(exists(_confirmed_totp(user_id)), exists().where(Passkey.user_id == user_id))).one()
+    has_totp, has_passkey = db.session.execute(_METHODS, {"user_id": user_id}).one()
     if not (has_totp or has_passkey):
         return []
     found = ["totp"] if has_totp else []
