@@ -58,6 +58,7 @@ class UserOut(Out):
 
     @classmethod
     def of(cls, user: User) -> UserOut:
+        """From a User, or a caller's snapshot of one (services.sessions.Caller.snapshot.user)."""
         sub = user.subscription
         return cls.model_construct(
             id=user.id, email=user.email, email_verified=user.email_verified_at is not None,
@@ -114,6 +115,7 @@ class SessionOut(Out):
 
     @classmethod
     def of(cls, session: Session, current_id: str | None) -> SessionOut:
+        """From a Session, or a caller's snapshot of one (services.sessions.Caller.snapshot.session)."""
         return cls.model_construct(
             id=session.id, current=session.id == current_id, created_at=session.created_at,
             last_seen_at=session.last_seen_at, expires_at=session.expires_at, ip_address=session.ip_address,
