@@ -50,13 +50,10 @@ class Session(db.Model):
 
     device: Mapped[Device | None] = relationship(lazy="joined")
 
-    def live(self, now: datetime) -> bool:
-        """Neither revoked nor past its absolute expiry (live_at is the same rule in SQL)."""
-        return self.revoked_at is None and self.expires_at > now
-
     @classmethod
     def live_at(cls, now):
-        """The SQL condition of live(now); `now` may be a bound parameter."""
+        """The SQL condition of a live session at `now` (a bound parameter or a value): neither revoked
+        nor past its absolute expiry. Every check of a session's liveness runs in SQL."""
         return and_(cls.revoked_at.is_(None), cls.expires_at > now)
 
 
