@@ -56,14 +56,18 @@ class Gatehouse:
             raise
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
+        """Until /readyz answers 200: a busy machine starts gunicorn slowly, a broken start fails at once."""
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with status {self.process.returncode} before it was ready")
             try:
                 if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
                     return
             except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError("gunicorn did not become ready")
+                pass
+            time.sleep(0.1)  # also after a 503: polling without a pause only slows the start down
+        raise RuntimeError("gunicorn did not become ready in 90 s")
 
     def worker_pids(self) -> set[int]:
         found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
