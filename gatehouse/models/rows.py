@@ -18,10 +18,16 @@ from gatehouse.extensions import db
 Model = TypeVar("Model")
 
 
+def columns_of(model: type, *, leaving: tuple[str, ...] = ()) -> list[tuple[str, object]]:
+    """A model's (attribute name, column) pairs in mapping order, but those `leaving` out."""
+    return [(attribute.key, attribute.columns[0]) for attribute in inspect(model).column_attrs
+            if attribute.key not in leaving]
+
+
 @cache
 def _shape(model: type) -> tuple[frozenset[str], object]:
     """A model's column names and its INSERT, built once."""
-    return frozenset(attribute.key for attribute in inspect(model).column_attrs), insert(model)
+    return frozenset(key for key, _ in columns_of(model)), insert(model)
 
 
 def insert_row(model: type[Model], values: dict, **related) -> Model:

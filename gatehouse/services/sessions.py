@@ -6,14 +6,14 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, inspect, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
 from gatehouse.errors import TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import Device, RefreshToken, Session, Subscription, User, UserSettings
-from gatehouse.models.rows import insert_row
+from gatehouse.models.rows import columns_of, insert_row
 from gatehouse.models.types import new_id
 from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish_after_commit
@@ -97,16 +97,11 @@ def stamp_sign_in(user: User, now: datetime) -> None:
     set_committed_value(user, "last_login_at", now)
 
 
-def _columns(model, *, leaving: tuple[str, ...] = ()) -> list[tuple[str, object]]:
-    return [(attribute.key, attribute.columns[0]) for attribute in inspect(model).column_attrs
-            if attribute.key not in leaving]
-
-
 # The caller's rows, each a run of plain columns in one statement (built once: constructing it cost
 # more CPU than running it). The ORM's five objects per request cost twice the Core row.
-_PARTS = {"session": _columns(Session), "device": _columns(Device),
-          "user": _columns(User, leaving=("password_hash",)),  # never carried around with the caller
-          "settings": _columns(UserSettings), "subscription": _columns(Subscription)}
+_PARTS = {"session": columns_of(Session), "device": columns_of(Device),
+          "user": columns_of(User, leaving=("password_hash",)),  # never carried around with the caller
+          "settings": columns_of(UserSettings), "subscription": columns_of(Subscription)}
 _CALLER = (select(*(column for part in _PARTS.values() for _, column in part))
            .select_from(Session)
            .join(User, User.id == Session.user_id)
