@@ -6,7 +6,7 @@ SEED_REFRESH_TOKENS refresh tokens (defaults 100,000 / 1,000,000 / 1,000,000). E
 the empty one and then at once on the seeded one, so both figures are taken in the same minute.
 Measured, in one run:
 - argon2id verification time and the login ceiling C = verifications/s of two processes, with the
-  hasher the service uses (the AVX2 build when present) and with argon2-cffi's portable build;
+  hasher the service uses (the widest native build present: AVX-512 or AVX2) and with argon2-cffi's portable build;
 - POST /auth/login with a new connection per request (wrk), as a ratio of C;
 - GET /auth/me at 16 connections (wrk);
 - POST /auth/refresh on 4 chains that each follow their own rotation (a small client: single-use
@@ -348,7 +348,8 @@ def main() -> None:
     portable_ms, portable_ceiling = argon2_figures(native=False)
     from gatehouse.security import argon2_native
 
-    which = "AVX2 build" if argon2_native.load() is not None else "argon2-cffi (no AVX2 build)"
+    native = argon2_native.load()
+    which = f"{native.level.label} build" if native is not None else "argon2-cffi (no native build)"
     print(f"argon2id m=19456 t=2 p=1, {which}: one verification {one_ms:.1f} ms; two processes {ceiling:.1f} "
           f"verifications/s = login ceiling C on {os.cpu_count()} cores (argon2-cffi portable: {portable_ms:.1f} ms, "
           f"{portable_ceiling:.1f}/s)", flush=True)

@@ -1,4 +1,5 @@
-"""The AVX2 argon2id build: standard PHC strings both ways with argon2-cffi, and a safe fallback."""
+"""The native argon2id builds (AVX2, AVX-512): standard PHC strings both ways with argon2-cffi, the
+widest build the CPU runs chosen, and a safe fallback."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,23 +16,37 @@ from gatehouse.security.passwords import Hasher
 from tests.actions import PASSWORD
 
 PRODUCTION = dict(memory_kib=19456, time_cost=2, parallelism=1)
-avx2 = pytest.mark.skipif(not argon2_native.cpu_has_avx2(), reason="this CPU has no AVX2: the fallback runs")
+avx2 = pytest.mark.skipif(not argon2_native.runnable(), reason="this CPU has no AVX2: the fallback runs")
 
 
 def portable() -> PasswordHasher:
     return PasswordHasher(memory_cost=19456, time_cost=2, parallelism=1, type=Type.ID)
 
 
-@pytest.fixture
-def native() -> argon2_native.NativeArgon2:
-    loaded = argon2_native.load()
-    assert loaded is not None, "built by make: python -m gatehouse.security.argon2_native build"
-    return loaded
+@pytest.fixture(params=[level.name for level in argon2_native.LEVELS])
+def native(request) -> argon2_native.NativeArgon2:
+    """Each build this CPU can run, in turn."""
+    level = next(level for level in argon2_native.LEVELS if level.name == request.param)
+    if level not in argon2_native.runnable():
+        pytest.skip(f"this CPU has no {level.label}")
+    path = argon2_native.library(level)
+    assert path.is_file(), "built by make: python -m gatehouse.security.argon2_native build"
+    return argon2_native.NativeArgon2(path, level)
 
 
 @avx2
-def test_the_application_hashes_with_the_avx2_build_on_a_cpu_that_has_it(app):
+def test_the_application_hashes_with_the_widest_build_the_cpu_runs(app):
     assert app.extensions["gatehouse.hasher"]._native is argon2_native.load() is not None
+    assert argon2_native.load().level == argon2_native.runnable()[0]
+
+
+@avx2
+def test_hashes_of_one_build_verify_with_every_other(native):
+    others = [argon2_native.NativeArgon2(argon2_native.library(level), level) for level in argon2_native.runnable()]
+    stored = native.hash(PASSWORD.encode(), **PRODUCTION)
+    for other in others:
+        assert other.verify(stored, PASSWORD.encode())
+        assert not other.verify(stored, (PASSWORD + "x").encode())
 
 
 @avx2
@@ -90,14 +105,28 @@ def test_old_portable_hashes_keep_working_and_are_rehashed_natively_at_login(app
     assert portable().verify(stored, PASSWORD)  # the rehash is a standard string too
 
 
-def test_without_avx2_or_without_the_build_argon2_cffi_is_used(monkeypatch, tmp_path):
+def test_the_widest_build_present_is_taken_and_without_one_argon2_cffi_is_used(monkeypatch, tmp_path):
+    avx512 = frozenset({"sse2", "avx2", "avx512f"})
+    for level in argon2_native.LEVELS:
+        (tmp_path / argon2_native.library(level).name).write_bytes(b"")
+    loaded = []
+    monkeypatch.setattr(argon2_native, "LIBRARIES", tmp_path)
+    monkeypatch.setattr(argon2_native.NativeArgon2, "__init__", lambda self, path, level: loaded.append(level.name))
     argon2_native.load.cache_clear()
     try:
-        monkeypatch.setattr(argon2_native, "cpu_has_avx2", lambda: False)
-        assert argon2_native.load() is None
+        for flags, expected in ((avx512, ["avx512"]), (frozenset({"sse2", "avx2"}), ["avx2"]),
+                                (frozenset({"sse2", "avx512f"}), []), (frozenset(), [])):
+            loaded.clear()
+            monkeypatch.setattr(argon2_native, "cpu_flags", lambda: flags)
+            argon2_native.load.cache_clear()
+            assert (argon2_native.load() is not None) == bool(expected) and loaded == expected
+        loaded.clear()
+        (tmp_path / "libargon2-avx512.so").unlink()  # not built (say, an older compiler): the next level
+        monkeypatch.setattr(argon2_native, "cpu_flags", lambda: avx512)
         argon2_native.load.cache_clear()
-        monkeypatch.setattr(argon2_native, "cpu_has_avx2", lambda: True)
-        monkeypatch.setattr(argon2_native, "LIBRARY", Path(tmp_path / "missing.so"))
+        assert argon2_native.load() is not None and loaded == ["avx2"]
+        (tmp_path / "libargon2-avx2.so").unlink()
+        argon2_native.load.cache_clear()
         assert argon2_native.load() is None
     finally:
         argon2_native.load.cache_clear()

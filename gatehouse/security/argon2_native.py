@@ -1,11 +1,12 @@
-"""argon2id on the CPU's AVX2 units: the reference implementation, built at install, chosen at run time.
+"""argon2id on the CPU's vector units: the reference implementation, built at install, chosen at run time.
 
 argon2-cffi's wheels carry the reference code compiled for SSE2, the lowest common x86-64
 level. The same C sources (from the argon2-cffi-bindings source distribution on PyPI, the exact
-version installed) built with `-mavx2` fill the memory blocks two lanes at a time, which makes a
-verification about a third faster. The library is loaded only when the CPU and the kernel report
-AVX2; otherwise, or when it was not built (no compiler), `load()` answers None and argon2-cffi
-does the work. Both produce and read the same standard `$argon2id$v=19$…` PHC strings.
+version installed) built for AVX2 fill the memory blocks two lanes at a time (about a third
+faster), built for AVX-512 four at a time (faster again). `make` builds every level this CPU
+runs; `load()` takes the widest one that the CPU and the kernel report and that was built;
+otherwise, or without a compiler, it answers None and argon2-cffi does the work. All of them
+produce and read the same standard `$argon2id$v=19$…` PHC strings.
 
 Build: `python -m gatehouse.security.argon2_native build` (run by `make`).
 """
@@ -21,29 +22,55 @@ import tempfile
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
+from typing import NamedTuple
 
-LIBRARY = Path(sys.prefix) / "lib" / "gatehouse" / "libargon2-avx2.so"
+LIBRARIES = Path(sys.prefix) / "lib" / "gatehouse"
 SOURCES = ("argon2.c", "core.c", "blake2/blake2b.c", "thread.c", "encoding.c", "opt.c")
 ARGON2_OK = 0
 ENCODED_MAX = 256
 
 
-def cpu_has_avx2() -> bool:
-    """The kernel lists `avx2` only when the CPU has it and the OS saves its registers."""
+class Level(NamedTuple):
+    name: str
+    label: str
+    cpu_flags: frozenset[str]  # as /proc/cpuinfo lists them: the CPU has them and the kernel saves their registers
+    compiler_flags: tuple[str, ...]
+
+
+# Widest first: load() takes the first one this machine runs and make built.
+LEVELS = (
+    Level("avx512", "AVX-512", frozenset({"avx2", "avx512f"}), ("-mavx2", "-mavx512f")),
+    Level("avx2", "AVX2", frozenset({"avx2"}), ("-mavx2",)),
+)
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as the kernel lists them (empty where it does not say)."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
             for line in cpuinfo:
                 if line.startswith("flags"):
-                    return "avx2" in line.split()
+                    return frozenset(line.partition(":")[2].split())
     except OSError:
         pass
-    return False
+    return frozenset()
+
+
+def runnable() -> list[Level]:
+    """The levels this machine can run, widest first."""
+    flags = cpu_flags()
+    return [level for level in LEVELS if level.cpu_flags <= flags]
+
+
+def library(level: Level) -> Path:
+    return LIBRARIES / f"libargon2-{level.name}.so"
 
 
 class NativeArgon2:
-    """argon2id hash and verify through the AVX2 build (ctypes releases the GIL during each call)."""
+    """argon2id hash and verify through one build (ctypes releases the GIL during each call)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, level: Level):
+        self.level = level
         lib = ctypes.CDLL(str(path))
         lib.argon2id_hash_encoded.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_char_p,
                                               ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
@@ -69,38 +96,49 @@ class NativeArgon2:
 
 @lru_cache(maxsize=1)
 def load() -> NativeArgon2 | None:
-    """The AVX2 build when this machine can run it, else None (argon2-cffi is used)."""
-    if not cpu_has_avx2() or not LIBRARY.is_file():
-        return None
-    try:
-        return NativeArgon2(LIBRARY)
-    except OSError:
-        return None
+    """The widest build this machine can run and make built, else None (argon2-cffi is used)."""
+    for level in runnable():
+        if library(level).is_file():
+            try:
+                return NativeArgon2(library(level), level)
+            except OSError:
+                continue
+    return None
 
 
-def build(target: Path = LIBRARY) -> str:
-    """Compile the library from the installed argon2-cffi-bindings' own sources; what happened, in words."""
-    if not cpu_has_avx2():
-        return "argon2: this CPU has no AVX2; argon2-cffi's portable build is used"
+def build(target_dir: Path = LIBRARIES) -> str:
+    """Compile a library for each level this CPU runs from the installed argon2-cffi-bindings' own
+    sources; what happened, in words."""
+    levels = runnable()
+    if not levels:
+        return "argon2: this CPU has neither AVX2 nor AVX-512; argon2-cffi's portable build is used"
     compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     release = version("argon2-cffi-bindings")
-    partial = target.with_suffix(".tmp")
-    try:
-        with tempfile.TemporaryDirectory(prefix="gatehouse-argon2-") as tmp:
+    made = []
+    with tempfile.TemporaryDirectory(prefix="gatehouse-argon2-") as tmp:
+        try:
             subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
                             "--dest", tmp, f"argon2-cffi-bindings=={release}"], check=True)
             with tarfile.open(next(Path(tmp).glob("argon2_cffi_bindings-*.tar.gz"))) as tar:
                 tar.extractall(tmp, filter="data")
             root = next(Path(tmp).glob("argon2_cffi_bindings-*/extras/libargon2"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([compiler, "-O3", "-mavx2", "-fPIC", "-shared", "-pthread",
-                            "-I", str(root / "include"), "-I", str(root / "src"),
-                            *(str(root / "src" / name) for name in SOURCES), "-o", str(partial)], check=True)
-    except (OSError, StopIteration, tarfile.TarError, subprocess.CalledProcessError) as exc:
-        partial.unlink(missing_ok=True)
-        return f"argon2: AVX2 build not made ({exc!r}); argon2-cffi's portable build is used"
-    partial.replace(target)
-    return f"argon2: AVX2 build of argon2-cffi-bindings {release}'s reference code at {target}"
+        except (OSError, StopIteration, tarfile.TarError, subprocess.CalledProcessError) as exc:
+            return f"argon2: no build made ({exc!r}); argon2-cffi's portable build is used"
+        target_dir.mkdir(parents=True, exist_ok=True)
+        for level in levels:
+            target = target_dir / library(level).name
+            partial = target.with_suffix(".tmp")
+            try:
+                subprocess.run([compiler, "-O3", *level.compiler_flags, "-fPIC", "-shared", "-pthread",
+                                "-I", str(root / "include"), "-I", str(root / "src"),
+                                *(str(root / "src" / name) for name in SOURCES), "-o", str(partial)], check=True)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                partial.unlink(missing_ok=True)
+                made.append(f"{level.label} not built ({exc!r})")
+                continue
+            partial.replace(target)
+            made.append(f"{level.label} at {target}")
+    return f"argon2: builds of argon2-cffi-bindings {release}'s reference code: " + "; ".join(made)
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["build"]:

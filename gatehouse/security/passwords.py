@@ -60,7 +60,7 @@ def check_policy(password: str, *, min_length: int, email: str | None = None,
 class Hasher:
     """argon2id with configured parameters; at most `concurrency` computations hold memory at once.
 
-    With `native` (the AVX2 build, see argon2_native) argon2id strings are made and checked there;
+    With `native` (a vector build, see argon2_native) argon2id strings are made and checked there;
     argon2-cffi reads every other string and decides when a stored hash needs rehashing.
     """
 
