@@ -31,6 +31,39 @@ def test_auth_me_is_one_read_and_writes_nothing_within_a_minute(app, api):
     assert seen.verbs() == ["SELECT sessions"] * 3
 
 
+def test_auth_me_on_postgresql_opens_no_transaction(app, api, leg):
+    """The caller is read in autocommit (models/rows.read): psycopg sends no BEGIN before it, and
+    the connection goes back to the pool with nothing to roll back: one round trip, not three."""
+    if leg != "postgres":
+        pytest.skip("SQLite starts no transaction for a read")
+    from psycopg.pq import TransactionStatus
+    from sqlalchemy import event
+
+    from gatehouse.extensions import db
+
+    access = api.register(email="autocommit@example.com")["tokens"]["accessToken"]
+    seen = []
+
+    def before(conn, _cursor, statement, *_):
+        dbapi = conn.connection.dbapi_connection
+        seen.append((dbapi.autocommit, dbapi.pgconn.transaction_status))
+
+    def after(conn, _cursor, statement, *_):
+        seen.append(conn.connection.dbapi_connection.pgconn.transaction_status)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        for _ in range(3):
+            assert api.get("/auth/me", access).status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+    assert seen == [(True, TransactionStatus.IDLE), TransactionStatus.IDLE] * 3
+
+
 @pytest.mark.parametrize("path", ["/auth/me", "/users/me"])
 def test_a_read_of_the_caller_renews_last_seen_with_one_update_once_a_minute(app, api, path):
     access = api.register(email="seen@example.com")["tokens"]["accessToken"]

@@ -1,4 +1,5 @@
-"""Rows written at once with one prepared INSERT, kept as the database session's objects.
+"""Rows of the hot paths: written at once with one prepared INSERT, kept as the database session's
+objects; read without a transaction where none is needed.
 
 The unit of work's flush of a new object (dependency sort, per-mapper bookkeeping, default
 handling) costs several times the INSERT it sends; a sign-in writes three rows, so on that path a
@@ -47,3 +48,20 @@ def insert_row(model: type[Model], values: dict, **related) -> Model:
     make_transient_to_detached(instance)
     db.session.add(instance)
     return instance
+
+
+def read(statement, params: dict) -> list:
+    """The rows of one statement that needs no transaction of its own.
+
+    On PostgreSQL, outside the database session's transaction, it is read on a pooled connection
+    in autocommit: one round trip, where the session's connection would send BEGIN before it and
+    ROLLBACK when it goes back to the pool, so a request that only reads (GET /auth/me) sends
+    nothing else. Inside a transaction it is read there, and sees that transaction's own writes.
+    SQLite starts no transaction for a read and has no round trips to save (and switching a
+    pysqlite connection's isolation costs a PRAGMA each way), so there it is always the session's.
+    """
+    engine = db.engine
+    if engine.dialect.name == "sqlite" or db.session().in_transaction():
+        return db.session.connection().execute(statement, params).all()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return conn.execute(statement, params).all()

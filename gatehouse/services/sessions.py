@@ -13,7 +13,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from gatehouse.errors import TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import Device, RefreshToken, Session, Subscription, User, UserSettings
-from gatehouse.models.rows import columns_of, insert_row
+from gatehouse.models.rows import columns_of, insert_row, read
 from gatehouse.models.types import new_id
 from gatehouse.params import DeviceParams, row_id
 from gatehouse.realtime.bus import publish_after_commit
@@ -141,11 +141,10 @@ def live_caller(session_id: str | None, now: datetime, *, user_id: str | None = 
     goes through here, so revocation means the same thing everywhere.
     """
     session_id = row_id(session_id) if isinstance(session_id, str) else None
-    row = (db.session.connection().execute(_CALLER, {"session_id": session_id, "now": now}).one_or_none()
-           if session_id is not None else None)
-    if row is None:
+    rows = read(_CALLER, {"session_id": session_id, "now": now}) if session_id is not None else []
+    if not rows:
         raise TokenRevoked()
-    snapshot = _snapshot(row)
+    snapshot = _snapshot(rows[0])
     if (user_id is not None and snapshot.user.id != user_id) or (kind is not None and snapshot.session.kind != kind):
         raise TokenRevoked()
     return Caller(snapshot, claims or {})
@@ -175,7 +174,7 @@ def live_members(session_ids: list[str], now: datetime) -> dict[str, Member]:
     re-check of many WebSockets at once."""
     if not session_ids:
         return {}
-    rows = db.session.connection().execute(_MEMBERS, {"session_ids": list(session_ids), "now": now})
+    rows = read(_MEMBERS, {"session_ids": list(session_ids), "now": now})
     return {session_id: Member(user_id, session_id, role) for session_id, user_id, role in rows}
 
 
