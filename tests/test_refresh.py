@@ -97,6 +97,10 @@ def test_refresh_of_a_disabled_account_is_refused(app, api):
         db.session.execute(update(User).values(disabled=True))
         db.session.commit()
     problem(refresh(api, tokens["refreshToken"]), 401, "token_revoked")
+    with app.app_context():  # the session revoked, and no token issued for it (nor the old one spent)
+        assert db.session.scalar(select(Session.revoked_at)) is not None
+        assert db.session.execute(select(RefreshToken.token_hash, RefreshToken.spent_at)).all() == \
+            [(sha256_hex(tokens["refreshToken"]), None)]
 
 
 def test_concurrent_use_of_one_token_gives_exactly_one_pair(app, api):

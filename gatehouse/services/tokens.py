@@ -149,26 +149,52 @@ _SPEND = (
 )
 
 
-def spend(refresh_token: str, now: datetime) -> str | None:
-    """Spend a live refresh token in one atomic statement; its session id, or None if it was not live.
+def _spend_and_issue(refresh_token: str, next_token: str, now: datetime) -> dict | None:
+    """Spend a live refresh token in one atomic statement and store `next_token` in its family, in the
+    session's transaction; the holder of its session (Holder's fields and `active`), or None when it
+    was not live (nothing written).
 
     The session is checked by its primary key, correlated to the one token row the unique hash
     finds: the cost stays flat however many sessions exist (an `IN (SELECT …)` over the live
-    sessions would read them all). Run as a Core statement in the session's transaction: no
-    loaded object holds a refresh token to keep in step.
+    sessions would read them all). On PostgreSQL the spend, the holder read and the insert are one
+    statement (data-modifying CTEs: one round trip, not three); SQLite has no writes in a CTE, so
+    there they are three statements. Core statements: no loaded object holds a refresh token to
+    keep in step.
     """
-    return db.session.connection().execute(
-        _SPEND, {"hash": sha256_hex(refresh_token), "now": now}).scalar_one_or_none()
+    conn = db.session.connection()
+    spent = {"hash": sha256_hex(refresh_token), "now": now}
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_ROTATE, {**spent, "next_id": new_id(), "next_hash": sha256_hex(next_token)}).one_or_none()
+        return dict(row._mapping) if row is not None else None
+    session_id = conn.execute(_SPEND, spent).scalar_one_or_none()
+    if session_id is None:
+        return None
+    found = dict(conn.execute(_HOLDER, {"session_id": session_id}).one()._mapping)
+    _store(session_id, next_token, now)
+    return found
 
 
 # The holder of a session just spent from, with its account's state: plain columns by primary keys,
 # each named as Holder's field.
-_HOLDER = (select(Session.user_id.label("user_id"), User.role.label("role"), User.region.label("region"),
-                  User.currency.label("currency"), Session.id.label("session_id"), Session.amr.label("amr"),
-                  Session.aal.label("aal"),
-                  func.coalesce(Session.auth_time, Session.created_at, type_=UTCDateTime).label("auth_time"),
-                  Session.expires_at.label("session_expires_at"), User.active.label("active"))
-           .join(User, User.id == Session.user_id).where(Session.id == bindparam("session_id")))
+_HOLDER_COLUMNS = (Session.user_id.label("user_id"), User.role.label("role"), User.region.label("region"),
+                   User.currency.label("currency"), Session.id.label("session_id"), Session.amr.label("amr"),
+                   Session.aal.label("aal"),
+                   func.coalesce(Session.auth_time, Session.created_at, type_=UTCDateTime).label("auth_time"),
+                   Session.expires_at.label("session_expires_at"), User.active.label("active"))
+_HOLDER = (select(*_HOLDER_COLUMNS).join(User, User.id == Session.user_id)
+           .where(Session.id == bindparam("session_id")))
+
+# PostgreSQL: _SPEND, _INSERT and _HOLDER in one statement. The insert reads the spent row, so a token
+# that was not live inserts nothing; a holder found inactive is rolled back with the rest. (No
+# parameter is named as a column of refresh_tokens: Core would take it as one more SET of the UPDATE.)
+_SPENT = _SPEND.cte("spent")
+_ISSUED = insert(RefreshToken).from_select(
+    ["id", "session_id", "token_hash", "created_at"],
+    select(bindparam("next_id", type_=RefreshToken.id.type), _SPENT.c.session_id,
+           bindparam("next_hash", type_=RefreshToken.token_hash.type), bindparam("now", type_=UTCDateTime)),
+).cte("issued")
+_ROTATE = (select(*_HOLDER_COLUMNS).join(User, User.id == Session.user_id)
+           .join(_SPENT, _SPENT.c.session_id == Session.id).add_cte(_ISSUED))
 
 
 def rotate(refresh_token: str, now: datetime) -> TokenPair:
@@ -181,8 +207,9 @@ def rotate(refresh_token: str, now: datetime) -> TokenPair:
     """
     from gatehouse.services import security_events, sessions  # sessions authenticates with decode_access
 
-    session_id = spend(refresh_token, now)
-    if session_id is None:
+    refresh = new_refresh_token()
+    found = _spend_and_issue(refresh_token, refresh, now)
+    if found is None:
         db.session.rollback()
         error, reused = why_not_live(refresh_token, now)
         if reused is not None:
@@ -191,16 +218,13 @@ def rotate(refresh_token: str, now: datetime) -> TokenPair:
             sessions.revoke(reused.user_id, [reused.id], now)
             db.session.commit()
         raise error
-    found = dict(db.session.connection().execute(_HOLDER, {"session_id": session_id}).one()._mapping)
     active = found.pop("active")
     holder = Holder(**found)
     if not active:
-        db.session.rollback()
-        sessions.revoke(holder.user_id, [session_id], now)
+        db.session.rollback()  # the new token with the spend
+        sessions.revoke(holder.user_id, [holder.session_id], now)
         db.session.commit()
         raise TokenRevoked()
-    refresh = new_refresh_token()
-    _store(session_id, refresh, now)
     db.session.commit()
     return _pair(holder, refresh, now)
 
