@@ -2,8 +2,6 @@
 widest build the CPU runs chosen, and a safe fallback."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import VerifyMismatchError
