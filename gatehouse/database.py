@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from gatehouse.extensions import db
@@ -143,6 +144,12 @@ def install_watchdog(engine: Engine, timeout: int) -> None:
 
 def is_postgres() -> bool:
     return db.engine.dialect.name == "postgresql"
+
+
+def upsert_insert(model):
+    """The INSERT of the database in use, the one that has `on_conflict_do_update` / `_do_nothing`
+    (PostgreSQL's and SQLite's spell ON CONFLICT alike)."""
+    return (postgresql.insert if is_postgres() else sqlite.insert)(model)
 
 
 READY_TIMEOUT = 1.0

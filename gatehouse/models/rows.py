@@ -14,6 +14,7 @@ from typing import TypeVar
 from sqlalchemy import inspect, insert
 from sqlalchemy.orm import make_transient_to_detached
 
+from gatehouse.database import is_postgres
 from gatehouse.extensions import db
 
 Model = TypeVar("Model")
@@ -60,8 +61,7 @@ def read(statement, params: dict) -> list:
     SQLite starts no transaction for a read and has no round trips to save (and switching a
     pysqlite connection's isolation costs a PRAGMA each way), so there it is always the session's.
     """
-    engine = db.engine
-    if engine.dialect.name == "sqlite" or db.session().in_transaction():
+    if not is_postgres() or db.session().in_transaction():
         return db.session.connection().execute(statement, params).all()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         return conn.execute(statement, params).all()

@@ -14,9 +14,9 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse.clock import iso_z
+from gatehouse.database import upsert_insert
 from gatehouse.extensions import db
 from gatehouse.models import PresenceConnection, Session, User
 from gatehouse.realtime.bus import publish
@@ -66,7 +66,7 @@ class Roster:
     def _hold_in_database(self, held: list[tuple[str, str]], now: datetime) -> None:
         lapses_at = now + timedelta(seconds=self._lapse)
         if self._upsert is None:  # built once: a storm's opens and every second's heartbeats run it
-            insert = (postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert)(PresenceConnection)
+            insert = upsert_insert(PresenceConnection)
             self._upsert = insert.on_conflict_do_update(index_elements=["id"],
                                                         set_={"lapses_at": insert.excluded.lapses_at})
         db.session.connection().execute(

@@ -67,11 +67,11 @@ def library(level: Level) -> Path:
 
 
 class NativeArgon2:
-    """argon2id hash and verify through one build (ctypes releases the GIL during each call)."""
+    """argon2id hash and verify through the build of one level (ctypes releases the GIL during each call)."""
 
-    def __init__(self, path: Path, level: Level):
+    def __init__(self, level: Level):
         self.level = level
-        lib = ctypes.CDLL(str(path))
+        lib = ctypes.CDLL(str(library(level)))
         lib.argon2id_hash_encoded.argtypes = [ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_char_p,
                                               ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_size_t,
                                               ctypes.c_char_p, ctypes.c_size_t]
@@ -100,7 +100,7 @@ def load() -> NativeArgon2 | None:
     for level in runnable():
         if library(level).is_file():
             try:
-                return NativeArgon2(library(level), level)
+                return NativeArgon2(level)
             except OSError:
                 continue
     return None

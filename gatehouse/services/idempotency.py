@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from gatehouse.database import upsert_insert
 from gatehouse.errors import IdempotencyKeyInProgress, IdempotencyKeyReused, TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import IdempotencyKey, Session
@@ -72,8 +72,7 @@ class StoredResponse:
 
 
 def _insert_claim(attempt: Attempt, now: datetime) -> str | None:
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(IdempotencyKey).values(
+    statement = upsert_insert(IdempotencyKey).values(
         key=attempt.key, caller=attempt.caller, user_id=attempt.user_id, method=attempt.method,
         path=attempt.path, body_hash=attempt.body_hash, state="running", encrypted=False, created_at=now,
         expires_at=now + timedelta(seconds=setting("IDEMPOTENCY_TTL")),

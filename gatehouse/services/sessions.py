@@ -7,9 +7,9 @@ from functools import cached_property
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.attributes import set_committed_value
 
+from gatehouse.database import upsert_insert
 from gatehouse.errors import TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import Device, RefreshToken, Session, Subscription, User, UserSettings
@@ -64,8 +64,7 @@ def upsert_device(user_id: str, params: DeviceParams, now: datetime) -> str:
         db.session.add(device)
         db.session.flush()
         return device.id
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(Device).values(id=new_id(), client_id=params.id, created_at=now, **values)
+    statement = upsert_insert(Device).values(id=new_id(), client_id=params.id, created_at=now, **values)
     statement = statement.on_conflict_do_update(
         index_elements=[Device.user_id, Device.client_id],
         set_={"name": params.name, "platform": params.platform, "app_version": params.app_version,

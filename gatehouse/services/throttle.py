@@ -17,9 +17,9 @@ from datetime import datetime, timedelta, timezone
 from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy import case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gatehouse import metrics
+from gatehouse.database import upsert_insert
 from gatehouse.errors import RateLimited
 from gatehouse.extensions import db
 from gatehouse.models import SignInFailure, User
@@ -49,9 +49,8 @@ class _DatabaseCounters:
         return db.session.scalar(select(SignInFailure.blocked_until).where(SignInFailure.identifier_hash == key))
 
     def add_failure(self, key: str, now: datetime) -> int:
-        dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
         stale = SignInFailure.updated_at < now - FORGET_AFTER
-        statement = dialect.insert(SignInFailure).values(identifier_hash=key, failures=1, updated_at=now)
+        statement = upsert_insert(SignInFailure).values(identifier_hash=key, failures=1, updated_at=now)
         statement = statement.on_conflict_do_update(
             index_elements=[SignInFailure.identifier_hash],
             set_={"failures": case((stale, 1), else_=SignInFailure.failures + 1), "updated_at": now},

@@ -12,6 +12,7 @@ from flask import current_app
 from flask_jwt_extended import create_access_token
 from sqlalchemy import bindparam, func, insert, select, update
 
+from gatehouse.database import is_postgres
 from gatehouse.errors import RefreshTokenReused, TokenExpired, TokenInvalid, TokenRevoked
 from gatehouse.extensions import db
 from gatehouse.models import RefreshToken, Session, User
@@ -163,7 +164,7 @@ def _spend_and_issue(refresh_token: str, next_token: str, now: datetime) -> dict
     """
     conn = db.session.connection()
     spent = {"hash": sha256_hex(refresh_token), "now": now}
-    if conn.dialect.name == "postgresql":
+    if is_postgres():
         row = conn.execute(_ROTATE, {**spent, "next_id": new_id(), "next_hash": sha256_hex(next_token)}).one_or_none()
         return dict(row._mapping) if row is not None else None
     session_id = conn.execute(_SPEND, spent).scalar_one_or_none()
@@ -181,8 +182,8 @@ _HOLDER_COLUMNS = (Session.user_id.label("user_id"), User.role.label("role"), Us
                    Session.aal.label("aal"),
                    func.coalesce(Session.auth_time, Session.created_at, type_=UTCDateTime).label("auth_time"),
                    Session.expires_at.label("session_expires_at"), User.active.label("active"))
-_HOLDER = (select(*_HOLDER_COLUMNS).join(User, User.id == Session.user_id)
-           .where(Session.id == bindparam("session_id")))
+_HOLDERS = select(*_HOLDER_COLUMNS).join(User, User.id == Session.user_id)
+_HOLDER = _HOLDERS.where(Session.id == bindparam("session_id"))
 
 # PostgreSQL: _SPEND, _INSERT and _HOLDER in one statement. The insert reads the spent row, so a token
 # that was not live inserts nothing; a holder found inactive is rolled back with the rest. (No
@@ -193,8 +194,7 @@ _ISSUED = insert(RefreshToken).from_select(
     select(bindparam("next_id", type_=RefreshToken.id.type), _SPENT.c.session_id,
            bindparam("next_hash", type_=RefreshToken.token_hash.type), bindparam("now", type_=UTCDateTime)),
 ).cte("issued")
-_ROTATE = (select(*_HOLDER_COLUMNS).join(User, User.id == Session.user_id)
-           .join(_SPENT, _SPENT.c.session_id == Session.id).add_cte(_ISSUED))
+_ROTATE = _HOLDERS.join(_SPENT, _SPENT.c.session_id == Session.id).add_cte(_ISSUED)
 
 
 def rotate(refresh_token: str, now: datetime) -> TokenPair:
